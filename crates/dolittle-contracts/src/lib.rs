@@ -1,0 +1,1 @@
+//! Dolittle contracts.

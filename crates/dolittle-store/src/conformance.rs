@@ -1,0 +1,1 @@
+//! The conformance suite every backend runs (filled in with the SQLite backend).
