@@ -49,6 +49,8 @@
 pub mod convert;
 pub mod failure_ids;
 
+pub use convert::{ConversionError, failure};
+
 // Generated code: the oneof enums keep prost's unboxed variants (boxing would change the
 // API every user of the messages sees), so the lint about variant sizes is off there.
 
