@@ -127,3 +127,40 @@ pub mod runtime {
         include!(concat!(env!("OUT_DIR"), "/dolittle.runtime.embeddings.rs"));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::runtime::{embeddings, eventhorizon, events, projections};
+
+    /// The service names make the HTTP/2 paths (`/<service>/<method>`) that heads call.
+    #[test]
+    fn services_have_dolittles_package_qualified_names() {
+        let names = [
+            events::event_store_server::SERVICE_NAME,
+            events::processing::event_handlers_server::SERVICE_NAME,
+            events::processing::filters_server::SERVICE_NAME,
+            events::processing::projections_server::SERVICE_NAME,
+            events::processing::processors_server::SERVICE_NAME,
+            projections::projections_server::SERVICE_NAME,
+            eventhorizon::subscriptions_server::SERVICE_NAME,
+            eventhorizon::consumer_server::SERVICE_NAME,
+            embeddings::embeddings_server::SERVICE_NAME,
+            embeddings::embedding_store_server::SERVICE_NAME,
+        ];
+        assert_eq!(
+            names,
+            [
+                "dolittle.runtime.events.EventStore",
+                "dolittle.runtime.events.processing.EventHandlers",
+                "dolittle.runtime.events.processing.Filters",
+                "dolittle.runtime.events.processing.Projections",
+                "dolittle.runtime.events.processing.Processors",
+                "dolittle.runtime.projections.Projections",
+                "dolittle.runtime.eventhorizon.Subscriptions",
+                "dolittle.runtime.eventhorizon.Consumer",
+                "dolittle.runtime.embeddings.Embeddings",
+                "dolittle.runtime.embeddings.EmbeddingStore",
+            ]
+        );
+    }
+}
