@@ -33,6 +33,10 @@
 //! `runtime::events::processing::event_handler_runtime_to_client_message::Message`.
 //! `google.protobuf.Timestamp` and `Duration` are [`prost_types`]' types.
 //!
+//! Clients are built on a channel with `SClient::new(channel)`. The `connect(endpoint)`
+//! constructor is not generated: the reverse-call services have an rpc named `Connect`, and
+//! the two would clash.
+//!
 //! # String ids
 //!
 //! Contracts 5.4.0 carry event source ids and partition ids as Uuids; the concepts allow any
