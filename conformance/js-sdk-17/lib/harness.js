@@ -43,6 +43,14 @@ function runtimeBinaryPath() {
         : DEFAULT_RUNTIME_BINARY;
 }
 
+const BINARY_MISSING = 'DOLITTLE_RUNTIME_BINARY_MISSING';
+
+function binaryMissing(message) {
+    const error = new Error(message);
+    error.code = BINARY_MISSING;
+    return error;
+}
+
 /** Throws a clear error (never a skip) when the Runtime binary cannot be run. */
 function requireRuntimeBinary() {
     const binary = runtimeBinaryPath();
@@ -50,18 +58,18 @@ function requireRuntimeBinary() {
     try {
         stat = fs.statSync(binary);
     } catch {
-        throw new Error(
+        throw binaryMissing(
             `the dolittle-runtime binary was not found at ${binary}: ` +
             'run `cargo build --release -p dolittle-runtime` in the repository root ' +
             '(or point DOLITTLE_RUNTIME_BIN at a built binary)');
     }
     if (!stat.isFile()) {
-        throw new Error(`${binary} is not a file: build it with \`cargo build --release -p dolittle-runtime\``);
+        throw binaryMissing(`${binary} is not a file: build it with \`cargo build --release -p dolittle-runtime\``);
     }
     try {
         fs.accessSync(binary, fs.constants.X_OK);
     } catch {
-        throw new Error(`${binary} is not executable: rebuild it with \`cargo build --release -p dolittle-runtime\``);
+        throw binaryMissing(`${binary} is not executable: rebuild it with \`cargo build --release -p dolittle-runtime\``);
     }
     return binary;
 }
@@ -452,6 +460,7 @@ function scenario(name, options, body) {
         } catch (error) {
             failure = failure || error;
         }
+        if (failure && failure.code === BINARY_MISSING) throw failure;
         if (failure) throw world.explain(failure);
     });
 }
