@@ -29,6 +29,7 @@ use dolittle_types::{
 };
 use futures::future::try_join_all;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Statement};
 
@@ -36,6 +37,9 @@ use crate::error::{from_bigint, is_unavailable, is_unique_violation, store_error
 use crate::pool::open_client;
 use crate::schema::{WRITER_LOCK_CLASS, schema_lock_key};
 use crate::watches::{NOTIFY_CHANNEL, Watches, notification_payload};
+
+/// How long the appender waits for the writer lock before it reports a second writer.
+const WRITER_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// At most this many events are written in one group transaction.
 const MAX_GROUP_EVENTS: usize = 20_000;
@@ -250,22 +254,36 @@ impl Appender {
 
     async fn connect(&self) -> StoreResult<Writer> {
         let client = open_client(&self.config, &self.schema).await?;
-        let locked: bool = client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1, $2)",
+        // Waits a little for the lock: a session of ours that the server has not finished
+        // ending (after a network failure or a restart of this process) may still hold it.
+        client
+            .batch_execute(&format!(
+                "SET lock_timeout = {}",
+                WRITER_LOCK_WAIT.as_millis()
+            ))
+            .await
+            .map_err(store_error)?;
+        let locking = client
+            .execute(
+                "SELECT pg_advisory_lock($1, $2)",
                 &[&WRITER_LOCK_CLASS, &schema_lock_key(&self.schema)],
             )
-            .await
-            .map_err(store_error)?
-            .try_get(0)
-            .map_err(store_error)?;
-        if !locked {
-            return Err(StoreError::ConcurrentWriter(format!(
-                "another session holds the writer lock of schema {:?}; is another Runtime \
-                 using the same database and schema?",
-                self.schema
-            )));
+            .await;
+        match locking {
+            Ok(_) => {}
+            Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+                return Err(StoreError::ConcurrentWriter(format!(
+                    "another session holds the writer lock of schema {:?}; is another Runtime \
+                     using the same database and schema?",
+                    self.schema
+                )));
+            }
+            Err(error) => return Err(store_error(error)),
         }
+        client
+            .batch_execute("SET lock_timeout = 0")
+            .await
+            .map_err(store_error)?;
         let prepare = |sql: &'static str| client.prepare(sql);
         let statements = futures::try_join!(
             prepare("BEGIN"),

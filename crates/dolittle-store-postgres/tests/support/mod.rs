@@ -194,7 +194,7 @@ impl StoreHarness for PostgresHarness {
             .expect("the harness lock")
             .get(name)
             .cloned();
-        let store = match existing {
+        match existing {
             Some(store) => store,
             None => {
                 let store = self.connect(name).await;
@@ -204,8 +204,7 @@ impl StoreHarness for PostgresHarness {
                     .insert(name.to_owned(), store.clone());
                 store
             }
-        };
-        store
+        }
     }
 
     async fn close_and_reopen(&self, name: &str, store: SharedEventStore) -> SharedEventStore {
