@@ -1,8 +1,8 @@
 //! The event horizon: external events written into scoped logs, and subscription states.
 
 use dolittle_types::{
-    CommittedEvent, ConsentId, EventHorizonMetadata, MicroserviceId, PartitionId, ScopeId,
-    TenantId, Timestamp,
+    CommittedEvent, ConsentId, CorrelationId, EventHorizonMetadata, MicroserviceId, PartitionId,
+    ScopeId, TenantId, Timestamp,
 };
 
 use super::*;
@@ -23,6 +23,7 @@ pub fn producer_event(sequence_number: u64) -> CommittedEvent {
     let mut context = execution_context();
     context.microservice = MicroserviceId(test_uuid(0xb0_0001));
     context.tenant = TenantId(test_uuid(0xb0_0002));
+    context.correlation = CorrelationId(test_uuid(0xc0_0000 | u128::from(sequence_number)));
     CommittedEvent {
         sequence_number,
         occurred: Timestamp(1_650_000_000_000_000 + sequence_number as i64),

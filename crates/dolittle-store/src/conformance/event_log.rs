@@ -461,7 +461,7 @@ pub async fn read_log_keeps_only_events_of_one_event_source<H: StoreHarness>(har
             event(
                 sources[number % sources.len()],
                 event_type(1 + (number % 2) as u128, 1),
-                number % 4 == 0,
+                number % 3 == 0,
                 &format!("{number}"),
             )
         })
