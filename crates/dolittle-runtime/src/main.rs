@@ -1,0 +1,184 @@
+//! `dolittle-runtime`: parses flags and configuration, sets up logging, opens the tenants'
+//! stores, binds the endpoints and runs the Runtime until SIGINT or SIGTERM. A second signal
+//! exits at once.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Parser;
+use dolittle_runtime::config::{Overrides, RuntimeConfig};
+use dolittle_runtime::tenants::Tenants;
+use dolittle_runtime::{Listeners, RuntimeContext};
+use tokio::net::TcpListener;
+
+/// The Dolittle Runtime: an event store and the server that Dolittle heads connect to.
+///
+/// Configuration comes from Dolittle's `.dolittle/*.json` files (tenants.json, resources.json,
+/// endpoints.json, metrics.json, microservices.json, event-horizon-consents.json,
+/// bounded-context.json), looked for in .dolittle/, config/, /config/, data/, .. and . of the
+/// working directory. With no files at all it serves the development tenant
+/// 445f8ea8-1a6f-40d7-b2fc-796dba92dc44 on the embedded store under .dolittle/data.
+/// Every flag can also be given as the environment variable named after it; flags win over the
+/// environment, which wins over the files.
+#[derive(Debug, Parser)]
+#[command(name = "dolittle-runtime", version, about, long_about)]
+struct Arguments {
+    /// Look for configuration files in this folder only [env: DOLITTLE_CONFIG_DIR]
+    #[arg(long, value_name = "DIR")]
+    config_dir: Option<PathBuf>,
+    /// Folder of the embedded stores of tenants without a resources.json entry
+    /// (default .dolittle/data) [env: DOLITTLE_DATA_DIR]
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// This microservice's id (default: bounded-context.json's boundedContext)
+    /// [env: DOLITTLE_MICROSERVICE_ID]
+    #[arg(long, value_name = "GUID")]
+    microservice_id: Option<String>,
+    /// Port of the private gRPC endpoint that heads call (default 50053)
+    /// [env: DOLITTLE_PRIVATE_PORT]
+    #[arg(long, value_name = "PORT")]
+    private_port: Option<u16>,
+    /// Port of the public gRPC endpoint, the event horizon (default 50052)
+    /// [env: DOLITTLE_PUBLIC_PORT]
+    #[arg(long, value_name = "PORT")]
+    public_port: Option<u16>,
+    /// Port of the management API (default 51052) [env: DOLITTLE_MANAGEMENT_PORT]
+    #[arg(long, value_name = "PORT")]
+    management_port: Option<u16>,
+    /// Port of the metrics and health endpoints (default 9700) [env: DOLITTLE_METRICS_PORT]
+    #[arg(long, value_name = "PORT")]
+    metrics_port: Option<u16>,
+    /// Address the private endpoint binds to (default 0.0.0.0) [env: DOLITTLE_PRIVATE_HOST]
+    #[arg(long, value_name = "IP")]
+    private_host: Option<String>,
+    /// Address the public endpoint binds to (default 0.0.0.0) [env: DOLITTLE_PUBLIC_HOST]
+    #[arg(long, value_name = "IP")]
+    public_host: Option<String>,
+    /// Address the management endpoint binds to (default 127.0.0.1)
+    /// [env: DOLITTLE_MANAGEMENT_HOST]
+    #[arg(long, value_name = "IP")]
+    management_host: Option<String>,
+    /// The largest request a head may send, in bytes (default 33554432)
+    /// [env: DOLITTLE_MAX_REQUEST_BYTES]
+    #[arg(long, value_name = "BYTES")]
+    max_request_bytes: Option<usize>,
+    /// Log format: text or json (default text) [env: DOLITTLE_LOG_FORMAT]; the level is set
+    /// with RUST_LOG (default info)
+    #[arg(long, value_name = "FORMAT")]
+    log_format: Option<String>,
+}
+
+impl Arguments {
+    fn overrides(self) -> Overrides {
+        Overrides {
+            config_dir: self.config_dir,
+            data_dir: self.data_dir,
+            working_dir: None,
+            microservice: self.microservice_id,
+            public_port: self.public_port,
+            private_port: self.private_port,
+            management_port: self.management_port,
+            metrics_port: self.metrics_port,
+            public_host: self.public_host,
+            private_host: self.private_host,
+            management_host: self.management_host,
+            max_request_bytes: self.max_request_bytes,
+            log_format: self.log_format,
+        }
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let arguments = Arguments::parse();
+    let environment: HashMap<String, String> = std::env::vars().collect();
+    let overrides = Overrides::from_environment(&environment)?.overridden_by(arguments.overrides());
+    let log_format = overrides.log_format.clone();
+    setup_logging(log_format.as_deref() == Some("json"));
+    let config = RuntimeConfig::load(overrides).context("invalid configuration")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+fn setup_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn bind(name: &str, host: std::net::IpAddr, port: u16) -> anyhow::Result<TcpListener> {
+    let address = SocketAddr::new(host, port);
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the {name} endpoint"))
+}
+
+async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
+    let tenants = Tenants::open(&config.tenants).await?;
+    let private = bind("private", config.private.host, config.private.port).await?;
+    let public = match config.public.enabled {
+        true => Some(bind("public", config.public.host, config.public.port).await?),
+        false => None,
+    };
+    let metrics = bind("metrics", config.metrics.host, config.metrics.port).await?;
+    tracing::info!(
+        private = %private.local_addr()?,
+        public = ?public.as_ref().and_then(|listener| listener.local_addr().ok()),
+        metrics = %metrics.local_addr()?,
+        tenants = tenants.len(),
+        microservice = %config.microservice,
+        "dolittle runtime is listening"
+    );
+    let context = RuntimeContext::new(config, tenants);
+    let listeners = Listeners {
+        private,
+        public,
+        metrics: Some(metrics),
+    };
+    dolittle_runtime::run(context, listeners, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits the process at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting at once");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

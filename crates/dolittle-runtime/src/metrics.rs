@@ -1,0 +1,290 @@
+//! Metrics in the Prometheus text format, and the health endpoints, on the metrics port.
+//!
+//! The counters are plain atomics kept by the parts of the Runtime that count; rendering reads
+//! them without locks that commits would wait for.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use dolittle_types::TenantId;
+
+/// Upper bounds of the commit latency histogram, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+#[derive(Default)]
+struct TenantCounters {
+    commits: AtomicU64,
+    events: AtomicU64,
+    failed_commits: AtomicU64,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+}
+
+/// The Runtime's metrics.
+pub struct Metrics {
+    started: Instant,
+    tenants: Mutex<BTreeMap<TenantId, Arc<TenantCounters>>>,
+    /// Stream processors running, per kind.
+    processors: Mutex<BTreeMap<&'static str, Arc<AtomicI64>>>,
+    reverse_calls: AtomicI64,
+    processing_failures: AtomicU64,
+    events_processed: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            tenants: Mutex::new(BTreeMap::new()),
+            processors: Mutex::new(BTreeMap::new()),
+            reverse_calls: AtomicI64::new(0),
+            processing_failures: AtomicU64::new(0),
+            events_processed: AtomicU64::new(0),
+        }
+    }
+
+    fn tenant(&self, tenant: TenantId) -> Arc<TenantCounters> {
+        let mut tenants = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        tenants.entry(tenant).or_default().clone()
+    }
+
+    /// Counts a commit and its latency.
+    pub fn commit_succeeded(&self, tenant: TenantId, events: usize, started: Instant) {
+        let counters = self.tenant(tenant);
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters.events.fetch_add(events as u64, Ordering::Relaxed);
+        let seconds = started.elapsed().as_secs_f64();
+        for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                counters.latency_buckets[index].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        counters.latency_count.fetch_add(1, Ordering::Relaxed);
+        counters
+            .latency_sum_micros
+            .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn commit_failed(&self, tenant: TenantId) {
+        self.tenant(tenant)
+            .failed_commits
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a running stream processor of a kind until the guard is dropped.
+    pub fn processor_running(&self, kind: &'static str) -> GaugeGuard {
+        let gauge = self
+            .processors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(kind)
+            .or_default()
+            .clone();
+        gauge.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(gauge)
+    }
+
+    pub fn reverse_call_opened(self: &Arc<Self>) -> ReverseCallGuard {
+        self.reverse_calls.fetch_add(1, Ordering::Relaxed);
+        ReverseCallGuard(self.clone())
+    }
+
+    pub fn event_processed(&self) {
+        self.events_processed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn processing_failed(&self) {
+        self.processing_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The metrics in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let tenants = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let _ = writeln!(
+            text,
+            "# HELP dolittle_commits_total Commits that succeeded."
+        );
+        let _ = writeln!(text, "# TYPE dolittle_commits_total counter");
+        for (tenant, counters) in &tenants {
+            let _ = writeln!(
+                text,
+                "dolittle_commits_total{{tenant=\"{tenant}\"}} {}",
+                counters.commits.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP dolittle_committed_events_total Events committed."
+        );
+        let _ = writeln!(text, "# TYPE dolittle_committed_events_total counter");
+        for (tenant, counters) in &tenants {
+            let _ = writeln!(
+                text,
+                "dolittle_committed_events_total{{tenant=\"{tenant}\"}} {}",
+                counters.events.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP dolittle_failed_commits_total Commits refused or failed."
+        );
+        let _ = writeln!(text, "# TYPE dolittle_failed_commits_total counter");
+        for (tenant, counters) in &tenants {
+            let _ = writeln!(
+                text,
+                "dolittle_failed_commits_total{{tenant=\"{tenant}\"}} {}",
+                counters.failed_commits.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP dolittle_commit_duration_seconds Time to commit, from request to durable."
+        );
+        let _ = writeln!(text, "# TYPE dolittle_commit_duration_seconds histogram");
+        for (tenant, counters) in &tenants {
+            for (index, bound) in LATENCY_BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    text,
+                    "dolittle_commit_duration_seconds_bucket{{tenant=\"{tenant}\",le=\"{bound}\"}} {}",
+                    counters.latency_buckets[index].load(Ordering::Relaxed)
+                );
+            }
+            let count = counters.latency_count.load(Ordering::Relaxed);
+            let _ = writeln!(
+                text,
+                "dolittle_commit_duration_seconds_bucket{{tenant=\"{tenant}\",le=\"+Inf\"}} {count}"
+            );
+            let sum = counters.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                text,
+                "dolittle_commit_duration_seconds_sum{{tenant=\"{tenant}\"}} {sum}"
+            );
+            let _ = writeln!(
+                text,
+                "dolittle_commit_duration_seconds_count{{tenant=\"{tenant}\"}} {count}"
+            );
+        }
+        let processors = self
+            .processors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let _ = writeln!(
+            text,
+            "# HELP dolittle_stream_processors Stream processors running, per kind (concepts §3)."
+        );
+        let _ = writeln!(text, "# TYPE dolittle_stream_processors gauge");
+        for (kind, gauge) in &processors {
+            let _ = writeln!(
+                text,
+                "dolittle_stream_processors{{kind=\"{kind}\"}} {}",
+                gauge.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            text,
+            "# HELP dolittle_reverse_calls Open reverse calls from heads."
+        );
+        let _ = writeln!(text, "# TYPE dolittle_reverse_calls gauge");
+        let _ = writeln!(
+            text,
+            "dolittle_reverse_calls {}",
+            self.reverse_calls.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            text,
+            "# HELP dolittle_processed_events_total Events processed successfully by stream processors."
+        );
+        let _ = writeln!(text, "# TYPE dolittle_processed_events_total counter");
+        let _ = writeln!(
+            text,
+            "dolittle_processed_events_total {}",
+            self.events_processed.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            text,
+            "# HELP dolittle_processing_failures_total Failed attempts to process an event."
+        );
+        let _ = writeln!(text, "# TYPE dolittle_processing_failures_total counter");
+        let _ = writeln!(
+            text,
+            "dolittle_processing_failures_total {}",
+            self.processing_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            text,
+            "# HELP dolittle_uptime_seconds Seconds since the Runtime started."
+        );
+        let _ = writeln!(text, "# TYPE dolittle_uptime_seconds gauge");
+        let _ = writeln!(
+            text,
+            "dolittle_uptime_seconds {}",
+            self.started.elapsed().as_secs_f64()
+        );
+        text
+    }
+}
+
+/// Decrements a gauge when dropped.
+pub struct GaugeGuard(Arc<AtomicI64>);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts an open reverse call until dropped.
+pub struct ReverseCallGuard(Arc<Metrics>);
+
+impl Drop for ReverseCallGuard {
+    fn drop(&mut self) {
+        self.0.reverse_calls.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The HTTP routes of the metrics port: `/metrics` (and `/metrics/`), `/healthz`, `/readyz`.
+pub fn router(metrics: Arc<Metrics>) -> Router {
+    let render = move || {
+        let metrics = metrics.clone();
+        async move {
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                metrics.render(),
+            )
+                .into_response()
+        }
+    };
+    Router::new()
+        .route("/metrics", get(render.clone()))
+        .route("/metrics/", get(render))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ready" }))
+}
