@@ -247,6 +247,40 @@ scenario('a head that disconnects is replaced by a new head that resumes without
     await second.waitForRegistration('EventHandler', handlerId);
 });
 
+scenario('a head that stays up through a Runtime restart registers again and goes on without repeats', { timeoutMs: 90_000 }, async (world) => {
+    const handlerId = newId();
+    const seen = [];
+    const head = world.head({
+        configure: builder => withEventTypes(builder).withEventHandlers(handlers => handlers
+            .createEventHandler(handlerId, handler => {
+                handler.unpartitioned().handle(OrderPlaced, recordInto(seen, 'placed'));
+            })),
+    });
+    const store = head.client.eventStore.forTenant(DEVELOPMENT_TENANT);
+    for (let index = 0; index < 3; index += 1) {
+        await commitOne(store, new OrderPlaced(`before-${index}`, index), newId());
+    }
+    await world.waitFor('the handler to see the events committed before the restart', () => seen.length >= 3,
+        { details: () => describe(seen) });
+    await commitOne(store, new SomethingElse('barrier'), newId());
+
+    // A graceful stop (SIGTERM): what was handled stays handled.
+    await world.restartRuntime();
+    const registered = `EventHandler ${handlerId} registered with the Runtime`;
+    await world.waitFor('the SDK to register the handler again with the restarted Runtime',
+        () => head.logger.matching(registered).length >= 2,
+        { timeoutMs: 30_000, details: () => head.logger.lines.slice(-10).map(line => `${line.level}: ${line.message}`).join(' | ') });
+
+    for (let index = 0; index < 3; index += 1) {
+        await commitOne(store, new OrderPlaced(`after-${index}`, index), newId());
+    }
+    await world.waitFor('the handler to see the events committed after the restart',
+        () => seen.some(entry => entry.orderNumber === 'after-2'), { details: () => describe(seen) });
+    assert.deepEqual(seen.map(entry => entry.orderNumber), ['before-0', 'before-1', 'before-2', 'after-0', 'after-1', 'after-2'],
+        'every event was handled once, in order, across the restart');
+    assert.deepEqual(seen.map(entry => entry.sequenceNumber), [0, 1, 2, 4, 5, 6]);
+});
+
 scenario('events committed before a Runtime restart are handled after it', { timeoutMs: 90_000 }, async (world) => {
     const writer = world.head({ label: 'writer before restart', configure: withEventTypes });
     const store = writer.client.eventStore.forTenant(DEVELOPMENT_TENANT);
