@@ -358,3 +358,96 @@ async fn re_registrations_that_break_the_rules_of_streams_are_refused() {
     );
     runtime.stop().await;
 }
+
+fn handler_key() -> dolittle_store::ProcessorKey {
+    dolittle_store::ProcessorKey {
+        kind: dolittle_store::ProcessorKind::EventHandler,
+        scope: ScopeId::DEFAULT,
+        processor: HANDLER,
+    }
+}
+
+#[tokio::test]
+async fn a_replay_while_the_head_is_connected_sends_the_events_again_in_order() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = TestRuntime::start_in(dir.path(), &[TenantId::DEVELOPMENT]).await;
+    let mut store = runtime.event_store().await;
+    let events = ["a", "b", "a", "b"]
+        .iter()
+        .map(|source| uncommitted(source, event_type(1), "{}"))
+        .collect();
+    commit(&mut store, TenantId::DEVELOPMENT, events).await;
+    let mut handler =
+        TestEventHandler::register(&runtime, HANDLER, ScopeId::DEFAULT, &[event_type(1)], true)
+            .await;
+    for _ in 0..4 {
+        let request = handler.next_request().await;
+        handler.respond(&request, None).await;
+    }
+    handler
+        .expect_no_request_for(Duration::from_millis(300))
+        .await;
+
+    let past = dolittle_runtime::processing::replay(
+        &runtime.context,
+        handler_key(),
+        Some(TenantId::DEVELOPMENT),
+        Some(10),
+        None,
+    )
+    .await;
+    let error = past
+        .expect_err("a position past the current one is refused")
+        .to_string();
+    assert!(
+        error.contains("past the processor's current position 4"),
+        "{error}"
+    );
+
+    dolittle_runtime::processing::replay(
+        &runtime.context,
+        handler_key(),
+        Some(TenantId::DEVELOPMENT),
+        Some(1),
+        None,
+    )
+    .await
+    .expect("replay from 1");
+    let mut replayed = Vec::new();
+    for _ in 0..3 {
+        let request = handler.next_request().await;
+        replayed.push(event_of(&request).sequence_number);
+        handler.respond(&request, None).await;
+    }
+    replayed.sort_unstable();
+    assert_eq!(replayed, vec![1, 2, 3]);
+    handler
+        .expect_no_request_for(Duration::from_millis(300))
+        .await;
+
+    dolittle_runtime::processing::replay(
+        &runtime.context,
+        handler_key(),
+        None,
+        Some(0),
+        Some("a".into()),
+    )
+    .await
+    .expect("replay one partition");
+    let mut partition_a = Vec::new();
+    for _ in 0..2 {
+        let request = handler.next_request().await;
+        assert_eq!(partition_of(&request), "a");
+        assert!(
+            request.retry_processing_state.is_none(),
+            "a replay is not a retry"
+        );
+        partition_a.push(event_of(&request).sequence_number);
+        handler.respond(&request, None).await;
+    }
+    assert_eq!(partition_a, vec![0, 2], "in order within the partition");
+    handler
+        .expect_no_request_for(Duration::from_millis(300))
+        .await;
+    runtime.stop().await;
+}

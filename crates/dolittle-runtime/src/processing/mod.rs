@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use dolittle_store::{ProcessorKey, StreamProcessorState};
 use dolittle_types::TenantId;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::task::TaskTracker;
 
 /// What the registry knows of one registered processor.
@@ -18,6 +18,8 @@ use tokio_util::task::TaskTracker;
 pub struct RegisteredProcessor {
     /// The live state of the processor per tenant.
     pub states: BTreeMap<TenantId, watch::Receiver<StreamProcessorState>>,
+    /// The command channel of the processor per tenant.
+    pub commands: BTreeMap<TenantId, mpsc::Sender<stream_processor::Command>>,
 }
 
 /// The processors registered by connected heads. A processor id can be registered once per
@@ -42,16 +44,21 @@ impl ProcessorRegistry {
         })
     }
 
-    /// Records the live state of a registered processor for a tenant.
-    pub fn publish_state(
+    /// Records the handles of a registered processor's stream processor for a tenant.
+    pub fn publish(
         &self,
         key: &ProcessorKey,
         tenant: TenantId,
-        state: watch::Receiver<StreamProcessorState>,
+        handles: stream_processor::ProcessorHandles,
     ) {
         if let Some(processor) = self.lock().get_mut(key) {
-            processor.states.insert(tenant, state);
+            processor.states.insert(tenant, handles.state);
+            processor.commands.insert(tenant, handles.commands);
         }
+    }
+
+    fn get(&self, key: &ProcessorKey) -> Option<RegisteredProcessor> {
+        self.lock().get(key).cloned()
     }
 
     /// Every registered processor and its live states.
@@ -122,14 +129,14 @@ where
 {
     let mut processors = Vec::new();
     for (tenant, store) in context.tenants.iter() {
-        let (processor, state) = stream_processor::StreamProcessor::start(
+        let (processor, handles) = stream_processor::StreamProcessor::start(
             make(tenant, store),
             store.clone(),
             cancelled.clone(),
         )
         .await
         .map_err(|error| store_error(tenant, error))?;
-        context.processors.publish_state(&key, tenant, state);
+        context.processors.publish(&key, tenant, handles);
         processors.push(processor);
     }
     Ok(processors)
@@ -163,4 +170,87 @@ pub(crate) fn run_registered<P>(
         }
         drop(guard);
     });
+}
+
+/// Why a replay could not be done.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayFailure {
+    #[error("tenant {tenant}: {error}")]
+    Refused {
+        tenant: TenantId,
+        error: stream_processor::ReplayError,
+    },
+    #[error("tenant {0} is not configured in this Runtime")]
+    UnknownTenant(TenantId),
+    #[error("the processor {0:?} has never run for tenant {1}: there is nothing to replay")]
+    NeverRan(ProcessorKey, TenantId),
+    #[error("the event store of tenant {tenant} failed: {error}")]
+    Store {
+        tenant: TenantId,
+        error: dolittle_store::StoreError,
+    },
+    #[error("the processor stopped before it could replay")]
+    Stopped,
+}
+
+/// Makes a processor process again from a position (from the start when `from` is `None`),
+/// for every tenant or one, in every partition or one. A running processor replays between
+/// two batches; an idle one (no head connected) has its stored state changed and replays when
+/// it is registered again. A position past the processor's current one is refused.
+pub async fn replay(
+    context: &crate::RuntimeContext,
+    key: ProcessorKey,
+    tenant: Option<TenantId>,
+    from: Option<u64>,
+    partition: Option<dolittle_types::PartitionId>,
+) -> Result<(), ReplayFailure> {
+    let tenants = match tenant {
+        Some(tenant) => {
+            context
+                .tenants
+                .store(tenant)
+                .map_err(|_| ReplayFailure::UnknownTenant(tenant))?;
+            vec![tenant]
+        }
+        None => context.tenants.ids(),
+    };
+    let from = from.unwrap_or(0);
+    let running = context.processors.get(&key);
+    for tenant in tenants {
+        if let Some(commands) = running
+            .as_ref()
+            .and_then(|processor| processor.commands.get(&tenant))
+        {
+            let (done, result) = oneshot::channel();
+            let command = stream_processor::Command::Replay {
+                from,
+                partition: partition.clone(),
+                done,
+            };
+            commands
+                .send(command)
+                .await
+                .map_err(|_| ReplayFailure::Stopped)?;
+            result
+                .await
+                .map_err(|_| ReplayFailure::Stopped)?
+                .map_err(|error| ReplayFailure::Refused { tenant, error })?;
+            continue;
+        }
+        let store = context
+            .tenants
+            .store(tenant)
+            .map_err(|_| ReplayFailure::UnknownTenant(tenant))?;
+        let store_error = |error| ReplayFailure::Store { tenant, error };
+        let Some(mut state) = store.get_processor_state(&key).await.map_err(store_error)? else {
+            return Err(ReplayFailure::NeverRan(key, tenant));
+        };
+        stream_processor::apply_replay(&mut state, from, partition.as_ref())
+            .map_err(|error| ReplayFailure::Refused { tenant, error })?;
+        store
+            .save_processor_state(&key, &state)
+            .await
+            .map_err(store_error)?;
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@
 //! succeeds. State is saved after each batch, so a crash re-delivers at most one batch and
 //! never skips (at-least-once).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,8 @@ use dolittle_store::{
     StreamProcessorState,
 };
 use dolittle_types::{CommittedEvent, PartitionId, TenantId, Timestamp};
-use tokio::sync::watch;
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::reverse_calls::CallError;
@@ -29,6 +31,9 @@ const LONGEST_WAIT: Duration = Duration::from_secs(60);
 /// How far a processor may advance over events that its filter drops before it saves its
 /// position, so that a restart does not scan them again.
 const UNSAVED_SKIP_LIMIT: u64 = 10_000;
+/// How many partitions of a partitioned processor are processed at once. Order within a
+/// partition is kept; different partitions are independent (concepts §3).
+const PARTITIONS_IN_FLIGHT: usize = 64;
 /// How long to wait before trying again after the store failed.
 const STORE_RETRY_DELAY: Duration = Duration::from_secs(1);
 
@@ -93,6 +98,77 @@ pub enum Stopped {
     Disconnected,
 }
 
+/// What an operator can ask of a running stream processor.
+#[derive(Debug)]
+pub enum Command {
+    /// Process again from a position, all partitions or one.
+    Replay {
+        from: u64,
+        partition: Option<PartitionId>,
+        done: oneshot::Sender<Result<(), ReplayError>>,
+    },
+}
+
+/// Why a replay is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplayError {
+    #[error(
+        "cannot replay from position {requested}: it is past the processor's current position \
+         {current}"
+    )]
+    PastCurrentPosition { requested: u64, current: u64 },
+    #[error("cannot replay one partition of an unpartitioned processor")]
+    NotPartitioned,
+    #[error("the replayed state could not be saved: {0}")]
+    NotSaved(String),
+}
+
+/// Changes a processor's state so that it processes again from `from`, in every partition or
+/// in one. Used on running processors and on the stored state of idle ones alike.
+pub fn apply_replay(
+    state: &mut StreamProcessorState,
+    from: u64,
+    partition: Option<&PartitionId>,
+) -> Result<(), ReplayError> {
+    if from > state.position {
+        return Err(ReplayError::PastCurrentPosition {
+            requested: from,
+            current: state.position,
+        });
+    }
+    let now = Timestamp::now();
+    match partition {
+        None => {
+            state.position = from;
+            state.failure = None;
+            // Partitions parked before `from` stay parked and are caught up as before; the
+            // others are met again by the main pass.
+            state
+                .failing_partitions
+                .retain(|_, failing| failing.position < from);
+        }
+        Some(_) if !state.partitioned => return Err(ReplayError::NotPartitioned),
+        Some(partition) => {
+            // A replayed partition is caught up like a parked one, from `from` to the main
+            // position; with no attempts, no retry state is sent.
+            let replay =
+                state
+                    .failing_partitions
+                    .entry(partition.clone())
+                    .or_insert(FailingPartition {
+                        position: from,
+                        reason: format!("replaying from position {from}"),
+                        attempts: 0,
+                        retry_time: Some(now),
+                        last_failed: now,
+                    });
+            replay.position = replay.position.min(from);
+            replay.retry_time = Some(now);
+        }
+    }
+    Ok(())
+}
+
 /// Drives one processor for one tenant until cancelled.
 pub struct StreamProcessor<P: EventProcessor> {
     processor: Arc<P>,
@@ -104,6 +180,13 @@ pub struct StreamProcessor<P: EventProcessor> {
     cancelled: CancellationToken,
     /// Shows the current state to whoever watches (metrics, management).
     published: watch::Sender<StreamProcessorState>,
+    commands: mpsc::Receiver<Command>,
+}
+
+/// The handles of a started stream processor: its live state and its command channel.
+pub struct ProcessorHandles {
+    pub state: watch::Receiver<StreamProcessorState>,
+    pub commands: mpsc::Sender<Command>,
 }
 
 impl<P: EventProcessor> StreamProcessor<P> {
@@ -112,7 +195,7 @@ impl<P: EventProcessor> StreamProcessor<P> {
         processor: Arc<P>,
         store: SharedEventStore,
         cancelled: CancellationToken,
-    ) -> Result<(Self, watch::Receiver<StreamProcessorState>), StoreError> {
+    ) -> Result<(Self, ProcessorHandles), StoreError> {
         let key = processor.key();
         let mut state = store.get_processor_state(&key).await?.unwrap_or_default();
         state.partitioned = processor.partitioned();
@@ -130,6 +213,7 @@ impl<P: EventProcessor> StreamProcessor<P> {
         }
         let log = store.watch_log(key.scope);
         let (published, watcher) = watch::channel(state.clone());
+        let (command_sender, commands) = mpsc::channel(8);
         let saved_position = state.position;
         Ok((
             Self {
@@ -141,8 +225,12 @@ impl<P: EventProcessor> StreamProcessor<P> {
                 log,
                 cancelled,
                 published,
+                commands,
             },
-            watcher,
+            ProcessorHandles {
+                state: watcher,
+                commands: command_sender,
+            },
         ))
     }
 
@@ -161,6 +249,9 @@ impl<P: EventProcessor> StreamProcessor<P> {
         loop {
             if self.cancelled.is_cancelled() {
                 return Stopped::Cancelled;
+            }
+            while let Ok(command) = self.commands.try_recv() {
+                self.handle(command).await;
             }
             let step = if self.state.failure.is_some() {
                 self.retry_halted_event().await
@@ -186,8 +277,12 @@ impl<P: EventProcessor> StreamProcessor<P> {
                     }
                 }
             }
-            if step == Step::Idle && self.wait_for_work().await.is_err() {
-                return Stopped::Cancelled;
+            if step == Step::Idle {
+                match self.wait_for_work().await {
+                    Wake::Work => {}
+                    Wake::Command(command) => self.handle(command).await,
+                    Wake::Cancelled => return Stopped::Cancelled,
+                }
             }
         }
     }
@@ -211,44 +306,28 @@ impl<P: EventProcessor> StreamProcessor<P> {
             }
             return Ok(Step::Idle);
         }
-        for event in &page.events {
-            let partition = self.processor.partition_of(event);
-            if self.state.partitioned && self.state.failing_partitions.contains_key(&partition) {
-                self.state.position = event.sequence_number + 1;
-                continue;
-            }
-            match self.process(event, &partition, None).await? {
-                None => {
-                    self.state.position = event.sequence_number + 1;
-                    self.state.last_successfully_processed = Some(Timestamp::now());
-                }
-                Some((reason, retry_after)) => {
-                    let now = Timestamp::now();
-                    let retry_time = retry_after.map(|delay| now.after(delay));
-                    if self.state.partitioned {
-                        self.state.failing_partitions.insert(
-                            partition,
-                            FailingPartition {
-                                position: event.sequence_number,
-                                reason,
-                                attempts: 1,
-                                retry_time,
-                                last_failed: now,
-                            },
-                        );
+        if self.state.partitioned {
+            self.process_partitions(&page.events).await?;
+        } else {
+            for event in &page.events {
+                let partition = self.processor.partition_of(event);
+                match self.process(event, &partition, None).await? {
+                    None => {
                         self.state.position = event.sequence_number + 1;
-                    } else {
+                        self.state.last_successfully_processed = Some(Timestamp::now());
+                    }
+                    Some((reason, retry_after)) => {
+                        let now = Timestamp::now();
                         self.state.position = event.sequence_number;
                         self.state.failure = Some(ProcessingFailure {
                             reason,
                             attempts: 1,
-                            retry_time,
+                            retry_time: retry_after.map(|delay| now.after(delay)),
                             last_failed: now,
                         });
                         self.save().await?;
                         return Ok(Step::Worked);
                     }
-                    self.save().await?;
                 }
             }
         }
@@ -257,6 +336,125 @@ impl<P: EventProcessor> StreamProcessor<P> {
         }
         self.save().await?;
         Ok(Step::Worked)
+    }
+
+    /// Processes a batch of a partitioned source: several partitions at once, each in order.
+    /// A partition that fails is parked at its failing event and the rest of its events in
+    /// the batch wait for its catch-up; the other partitions go on.
+    async fn process_partitions(&mut self, events: &[CommittedEvent]) -> Result<(), Interrupted> {
+        let mut partitions: Vec<PartitionId> = Vec::new();
+        let mut groups: HashMap<PartitionId, Vec<&CommittedEvent>> = HashMap::new();
+        for event in events {
+            let partition = self.processor.partition_of(event);
+            if self.state.failing_partitions.contains_key(&partition) {
+                continue;
+            }
+            groups
+                .entry(partition)
+                .or_insert_with_key(|partition| {
+                    partitions.push(partition.clone());
+                    Vec::new()
+                })
+                .push(event);
+        }
+        let work = futures::stream::iter(partitions.into_iter().map(|partition| {
+            let events = groups.remove(&partition).unwrap_or_default();
+            let processor = self.processor.clone();
+            async move {
+                let mut outputs = Vec::new();
+                for event in events {
+                    match processor.process(event, &partition, None, &[]).await {
+                        Ok(Outcome::Succeeded(output)) => outputs.push(output),
+                        Ok(Outcome::Failed {
+                            reason,
+                            retry_after,
+                        }) => {
+                            let end =
+                                PartitionEnd::Failed(event.sequence_number, reason, retry_after);
+                            return (partition, outputs, end);
+                        }
+                        Err(CallError::Disconnected) => {
+                            return (
+                                partition,
+                                outputs,
+                                PartitionEnd::Interrupted(event.sequence_number),
+                            );
+                        }
+                    }
+                }
+                (partition, outputs, PartitionEnd::Completed)
+            }
+        }))
+        .buffer_unordered(PARTITIONS_IN_FLIGHT)
+        .collect::<Vec<_>>();
+        // The calls end by themselves when the head goes away, so every partition reports how
+        // far it got: nothing that was handled is sent again after a reconnect.
+        let results = work.await;
+        let now = Timestamp::now();
+        let mut interrupted = false;
+        for (partition, outputs, end) in results {
+            self.pending.extend(outputs);
+            let parked = match end {
+                PartitionEnd::Completed => continue,
+                PartitionEnd::Failed(sequence_number, reason, retry_after) => {
+                    tracing::info!(processor = ?self.processor.key(), tenant = %self.processor.tenant(), sequence_number, %partition, %reason, "processing failed; partition parked");
+                    FailingPartition {
+                        position: sequence_number,
+                        reason,
+                        attempts: 1,
+                        retry_time: retry_after.map(|delay| now.after(delay)),
+                        last_failed: now,
+                    }
+                }
+                PartitionEnd::Interrupted(sequence_number) => {
+                    interrupted = true;
+                    // Parked without an attempt: caught up first thing when processing resumes.
+                    FailingPartition {
+                        position: sequence_number,
+                        reason: "not yet processed when the head disconnected".to_owned(),
+                        attempts: 0,
+                        retry_time: Some(now),
+                        last_failed: now,
+                    }
+                }
+            };
+            self.state.failing_partitions.insert(partition, parked);
+        }
+        if let Some(last) = events.last() {
+            self.state.position = last.sequence_number + 1;
+        }
+        self.state.last_successfully_processed = Some(now);
+        if interrupted {
+            return Err(Interrupted::Disconnected);
+        }
+        Ok(())
+    }
+
+    /// Carries out an operator's command between batches.
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Replay {
+                from,
+                partition,
+                done,
+            } => {
+                let mut state = self.state.clone();
+                let result = apply_replay(&mut state, from, partition.as_ref());
+                if result.is_ok() {
+                    self.state = state;
+                    if let Err(error) = self.save().await {
+                        let message = match error {
+                            Interrupted::Store(error) => error.to_string(),
+                            Interrupted::Disconnected => "the head disconnected".to_owned(),
+                        };
+                        let _ = done.send(Err(ReplayError::NotSaved(message)));
+                        return;
+                    }
+                    tracing::info!(processor = ?self.processor.key(), tenant = %self.processor.tenant(), from, partition = ?partition, "replaying");
+                }
+                let _ = done.send(result);
+            }
+        }
     }
 
     /// Retries the event an unpartitioned processor halted at, when its retry time has come.
@@ -289,7 +487,7 @@ impl<P: EventProcessor> StreamProcessor<P> {
         let partition = self.processor.partition_of(event);
         let retry = RetryState {
             reason: failure.reason.clone(),
-            retry_count: failure.attempts - 1,
+            retry_count: failure.attempts.saturating_sub(1),
         };
         match self.process(event, &partition, Some(retry)).await? {
             None => {
@@ -351,7 +549,7 @@ impl<P: EventProcessor> StreamProcessor<P> {
                 return Ok(());
             }
             for event in events {
-                let retry = first.then(|| RetryState {
+                let retry = (first && failing.attempts > 0).then(|| RetryState {
                     reason: failing.reason.clone(),
                     retry_count: failing.attempts - 1,
                 });
@@ -423,8 +621,8 @@ impl<P: EventProcessor> StreamProcessor<P> {
         Ok(())
     }
 
-    /// Waits for new events, the next retry time, or cancellation.
-    async fn wait_for_work(&mut self) -> Result<(), Cancelled> {
+    /// Waits for new events, the next retry time, a command, or cancellation.
+    async fn wait_for_work(&mut self) -> Wake {
         let now = Timestamp::now();
         let next_retry = self
             .state
@@ -460,9 +658,10 @@ impl<P: EventProcessor> StreamProcessor<P> {
             }
         };
         tokio::select! {
-            () = grown => Ok(()),
-            () = tokio::time::sleep(wait) => Ok(()),
-            () = self.cancelled.cancelled() => Err(Cancelled),
+            () = grown => Wake::Work,
+            () = tokio::time::sleep(wait) => Wake::Work,
+            Some(command) = self.commands.recv() => Wake::Command(command),
+            () = self.cancelled.cancelled() => Wake::Cancelled,
         }
     }
 
@@ -472,6 +671,21 @@ impl<P: EventProcessor> StreamProcessor<P> {
             () = self.cancelled.cancelled() => Err(Cancelled),
         }
     }
+}
+
+/// How far one partition of a batch got.
+enum PartitionEnd {
+    Completed,
+    /// Failed at this sequence number, with the head's reason and retry wish.
+    Failed(u64, String, Option<Duration>),
+    /// The head went away before this sequence number was processed.
+    Interrupted(u64),
+}
+
+enum Wake {
+    Work,
+    Command(Command),
+    Cancelled,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -28,6 +28,7 @@ pub const MICROSERVICE: MicroserviceId =
 /// A Runtime running in this process.
 pub struct TestRuntime {
     pub address: SocketAddr,
+    pub context: RuntimeContext,
     pub working_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -57,13 +58,14 @@ impl TestRuntime {
         let address = private.local_addr().expect("address");
         let context = RuntimeContext::new(config, stores);
         let (stop, stopped) = oneshot::channel::<()>();
+        let running = context.clone();
         let task = tokio::spawn(async move {
             let listeners = Listeners {
                 private,
                 public: None,
                 metrics: None,
             };
-            dolittle_runtime::run(context, listeners, async move {
+            dolittle_runtime::run(running, listeners, async move {
                 let _ = stopped.await;
             })
             .await
@@ -71,6 +73,7 @@ impl TestRuntime {
         });
         Self {
             address,
+            context,
             working_dir: working_dir.to_owned(),
             stop: Some(stop),
             task: Some(task),
