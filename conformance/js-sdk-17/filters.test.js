@@ -108,25 +108,46 @@ scenario('a partitioned private filter is called for every event, in order', asy
     assertCalledOnceForEach(seen, committed, 'the partitioned filter');
 });
 
-scenario('a partitioned filter that returns the event source concept (a zero-length Uuid on the wire) keeps going', async (world) => {
+scenario('a partitioned filter answering with a zero-length partition id (an SDK quirk) disturbs neither the Runtime nor other processors', async (world) => {
     // In plain JS, `new PartitionedFilterResult(true, context.eventSourceId)` (the concept, not its
-    // Guid) makes the SDK send a zero-length partition id. The Runtime must not choke on it.
-    const filterId = newId();
-    const seen = [];
+    // Guid) makes the SDK send a zero-length partition id. Whether the Runtime reads that as the
+    // empty partition or refuses the answer (and retries the event) is its choice; either way it
+    // must stay up, keep the head's connection working, and call the filter in order.
+    const quirkyFilterId = newId();
+    const wellBehavedFilterId = newId();
+    const quirkySeen = [];
+    const wellBehavedSeen = [];
     const head = world.head({
         configure: builder => withEventTypes(builder).withFilters(filters => filters
-            .createPrivateFilter(filterId, filter => filter.partitioned().handle((event, context) => {
-                recordInto(seen)(event, context);
+            .createPrivateFilter(quirkyFilterId, filter => filter.partitioned().handle((event, context) => {
+                recordInto(quirkySeen)(event, context);
                 return new PartitionedFilterResult(true, context.eventSourceId);
+            }))
+            .createPrivateFilter(wellBehavedFilterId, filter => filter.partitioned().handle((event, context) => {
+                recordInto(wellBehavedSeen)(event, context);
+                return new PartitionedFilterResult(true, context.eventSourceId.value);
             }))),
     });
-    await head.waitForRegistration('Partitioned Filter', filterId);
+    await head.waitForRegistration('Partitioned Filter', quirkyFilterId);
+    await head.waitForRegistration('Partitioned Filter', wellBehavedFilterId);
 
     const committed = await commitMixedEvents(head.client.eventStore.forTenant(DEVELOPMENT_TENANT), 6);
     const last = committed[committed.length - 1].eventLogSequenceNumber.value;
-    await world.waitFor('the filter to be called for the last event', () => seen.some(entry => entry.sequenceNumber === last),
-        { details: () => describe(seen) });
-    assertCalledOnceForEach(seen, committed, 'the partitioned filter');
+    await world.waitFor('the well-behaved filter to be called for the last event',
+        () => wellBehavedSeen.some(entry => entry.sequenceNumber === last), { details: () => describe(wellBehavedSeen) });
+    assertCalledOnceForEach(wellBehavedSeen, committed, 'the well-behaved filter on the same head');
+    await world.waitFor('the quirky filter to be called', () => quirkySeen.length > 0);
+
+    assert.ok(world.runtime.isRunning, 'the Runtime is still running');
+    const quirkySequenceNumbers = quirkySeen.map(entry => entry.sequenceNumber);
+    assert.equal(quirkySequenceNumbers[0], 0, 'the quirky filter was called with the first event');
+    for (let index = 1; index < quirkySequenceNumbers.length; index += 1) {
+        const [previous, current] = [quirkySequenceNumbers[index - 1], quirkySequenceNumbers[index]];
+        assert.ok(current === previous || current === previous + 1,
+            `the quirky filter was called in order, repeating an event or moving to the next: ${JSON.stringify(quirkySequenceNumbers)}`);
+    }
+    const after = await head.client.eventStore.forTenant(DEVELOPMENT_TENANT).commit(new OrderPlaced('after', 1), newId());
+    assertSucceeded(after, 'a commit on the same head afterwards');
 });
 
 scenario('a public filter is called only for public events', async (world) => {
