@@ -247,6 +247,48 @@ scenario('a head that disconnects is replaced by a new head that resumes without
     await second.waitForRegistration('EventHandler', handlerId);
 });
 
+scenario('a second head with the same event handler id is refused, retries calmly, and takes over when the first leaves', { timeoutMs: 90_000 }, async (world) => {
+    const handlerId = newId();
+    const configureHandler = seen => builder => withEventTypes(builder).withEventHandlers(handlers => handlers
+        .createEventHandler(handlerId, handler => {
+            handler.unpartitioned().handle(OrderPlaced, recordInto(seen, 'placed'));
+        }));
+    const firstSeen = [];
+    const first = world.head({ label: 'first head', configure: configureHandler(firstSeen) });
+    await first.waitForRegistration('EventHandler', handlerId);
+
+    const secondSeen = [];
+    const secondBuiltAt = Date.now();
+    const second = world.head({ label: 'second head', configure: configureHandler(secondSeen) });
+    const attempts = () => second.logger.matching(`Registering EventHandler ${handlerId} with the Runtime`).length;
+    // With Dolittle's reject-and-end, SDK 17 would retry in a hot loop; a refusal that keeps the
+    // call open makes it retry about once a second.
+    await world.waitFor('the second head to be refused and to try again', () => attempts() >= 2,
+        { timeoutMs: 20_000, details: () => second.logger.lines.slice(-10).map(line => `${line.level}: ${line.message}`).join(' | ') });
+
+    const store = first.client.eventStore.forTenant(DEVELOPMENT_TENANT);
+    for (let index = 0; index < 3; index += 1) {
+        await commitOne(store, new OrderPlaced(`first-${index}`, index), newId());
+    }
+    await world.waitFor('the first head to handle its events', () => firstSeen.length >= 3, { details: () => describe(firstSeen) });
+    await commitOne(store, new SomethingElse('barrier'), newId());
+    assert.deepEqual(secondSeen, [], 'the refused head handled nothing while the first head was registered');
+    first.cancel();
+
+    const writer = world.head({ label: 'writer', configure: withEventTypes }).client.eventStore.forTenant(DEVELOPMENT_TENANT);
+    for (let index = 0; index < 3; index += 1) {
+        await commitOne(writer, new OrderPlaced(`second-${index}`, index), newId());
+    }
+    await world.waitFor('the second head to take over and handle the new events',
+        () => secondSeen.some(entry => entry.orderNumber === 'second-2'), { timeoutMs: 30_000, details: () => describe(secondSeen) });
+    assert.deepEqual(firstSeen.map(entry => entry.orderNumber), ['first-0', 'first-1', 'first-2']);
+    assert.deepEqual(secondSeen.map(entry => entry.orderNumber), ['second-0', 'second-1', 'second-2'],
+        'the second head took over where the first left off');
+    const elapsedSeconds = (Date.now() - secondBuiltAt) / 1000;
+    assert.ok(attempts() <= 3 * elapsedSeconds + 3,
+        `the refused head retried ${attempts()} times in ${elapsedSeconds.toFixed(1)} s: a hot loop, not a retry a second`);
+});
+
 scenario('a head that stays up through a Runtime restart registers again and goes on without repeats', { timeoutMs: 90_000 }, async (world) => {
     const handlerId = newId();
     const seen = [];
