@@ -38,16 +38,20 @@ impl Tenants {
     pub async fn open(
         configuration: &BTreeMap<TenantId, EventStoreConfig>,
     ) -> Result<Self, OpenError> {
-        let mut stores = BTreeMap::new();
-        for (tenant, store) in configuration {
-            let opened = open_store(store).await.map_err(|source| OpenError {
-                tenant: *tenant,
-                location: describe(store),
-                source,
-            })?;
-            tracing::info!(%tenant, store = %describe(store), "opened event store");
-            stores.insert(*tenant, opened);
-        }
+        // Stores open side by side: with many tenants, start-up is bounded by the slowest
+        // store rather than by their sum.
+        let opened =
+            futures::future::try_join_all(configuration.iter().map(|(tenant, store)| async move {
+                let opened = open_store(store).await.map_err(|source| OpenError {
+                    tenant: *tenant,
+                    location: describe(store),
+                    source,
+                })?;
+                tracing::info!(%tenant, store = %describe(store), "opened event store");
+                Ok::<_, OpenError>((*tenant, opened))
+            }))
+            .await?;
+        let stores: BTreeMap<TenantId, SharedEventStore> = opened.into_iter().collect();
         Ok(Self {
             stores: Arc::new(stores),
         })

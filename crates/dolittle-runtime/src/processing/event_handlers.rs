@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeContext;
 use crate::processing::stream_processor::{EventProcessor, Outcome, RetryState};
-use crate::processing::{run_registered, start_for_every_tenant};
+use crate::processing::{for_every_tenant, run_registered, start_for_every_tenant};
 use crate::reverse_calls::CallError;
 
 /// An event handler as a head registers it.
@@ -105,31 +105,49 @@ pub async fn register(
         .processors
         .try_register(key)
         .ok_or(RegistrationError::AlreadyRegistered(definition.id))?;
-    for (tenant, store) in context.tenants.iter() {
-        check_stream_rules(store, &definition)
-            .await
-            .map_err(|error| match error {
-                RuleCheck::Broken(reason) => RegistrationError::BreaksStreamRules {
-                    id: definition.id,
-                    reason,
-                },
-                RuleCheck::Store(error) => RegistrationError::Store {
+    let changed = for_every_tenant(context, |tenant, store| {
+        let definition = &definition;
+        async move {
+            let changed =
+                check_stream_rules(&store, definition)
+                    .await
+                    .map_err(|error| match error {
+                        RuleCheck::Broken(reason) => RegistrationError::BreaksStreamRules {
+                            id: definition.id,
+                            reason,
+                        },
+                        RuleCheck::Store(error) => RegistrationError::Store {
+                            id: definition.id,
+                            tenant,
+                            error,
+                        },
+                    })?;
+            Ok((tenant, changed))
+        }
+    })
+    .await?;
+    // Only after every tenant accepted the definition is it stored, where it changed.
+    let stream_definition = definition.stream_definition();
+    for_every_tenant(context, |tenant, store| {
+        let write = changed
+            .iter()
+            .any(|(changed_tenant, changed)| *changed_tenant == tenant && *changed);
+        let (definition, stream_definition) = (&definition, &stream_definition);
+        async move {
+            if !write {
+                return Ok(());
+            }
+            store
+                .put_stream_definition(definition.scope, stream_definition)
+                .await
+                .map_err(|error| RegistrationError::Store {
                     id: definition.id,
                     tenant,
                     error,
-                },
-            })?;
-    }
-    for (tenant, store) in context.tenants.iter() {
-        store
-            .put_stream_definition(definition.scope, &definition.stream_definition())
-            .await
-            .map_err(|error| RegistrationError::Store {
-                id: definition.id,
-                tenant,
-                error,
-            })?;
-    }
+                })
+        }
+    })
+    .await?;
     let processors = start_for_every_tenant(
         context,
         key,
@@ -166,23 +184,25 @@ impl From<StoreError> for RuleCheck {
 }
 
 /// Checks a (re-)registration against what the tenant's store says the handler has done.
+/// Returns whether the stored definition has to be written (it is new or changed).
 async fn check_stream_rules(
     store: &SharedEventStore,
     definition: &EventHandlerDefinition,
-) -> Result<(), RuleCheck> {
+) -> Result<bool, RuleCheck> {
     let Some(stored) = store
         .get_stream_definition(definition.scope, StreamId(definition.id.0))
         .await?
     else {
-        return Ok(());
+        return Ok(true);
     };
+    let changed = stored != definition.stream_definition();
     let position = store
         .get_processor_state(&definition.key())
         .await?
         .map(|state| state.position)
         .unwrap_or(0);
     if position == 0 {
-        return Ok(());
+        return Ok(changed);
     }
     if stored.partitioned != definition.partitioned {
         let (was, is) = if stored.partitioned {
@@ -225,7 +245,7 @@ async fn check_stream_rules(
             )));
         }
     }
-    Ok(())
+    Ok(changed)
 }
 
 /// The sequence number of the first event of a type before a position, if there is one.

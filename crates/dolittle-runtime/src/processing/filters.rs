@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeContext;
 use crate::processing::stream_processor::{EventProcessor, Outcome, RetryState};
-use crate::processing::{run_registered, start_for_every_tenant};
+use crate::processing::{for_every_tenant, run_registered, start_for_every_tenant};
 use crate::reverse_calls::CallError;
 
 /// The three kinds of filters.
@@ -115,34 +115,51 @@ pub async fn register(
         .try_register(key)
         .ok_or(FilterRegistrationError::AlreadyRegistered(registration.id))?;
     let definition = registration.stream_definition();
-    for (tenant, store) in context.tenants.iter() {
-        let stored = store
-            .get_stream_definition(registration.scope, definition.stream)
-            .await
-            .map_err(|error| FilterRegistrationError::Store {
-                id: registration.id,
-                tenant,
-                error,
-            })?;
-        if let Some(stored) = stored {
-            if let Some(reason) = broken_rule(&stored, &definition) {
-                return Err(FilterRegistrationError::BreaksStreamRules {
+    let changed = for_every_tenant(context, |tenant, store| {
+        let (registration, definition) = (&registration, &definition);
+        async move {
+            let stored = store
+                .get_stream_definition(registration.scope, definition.stream)
+                .await
+                .map_err(|error| FilterRegistrationError::Store {
                     id: registration.id,
-                    reason,
-                });
+                    tenant,
+                    error,
+                })?;
+            match stored {
+                Some(stored) => match broken_rule(&stored, definition) {
+                    Some(reason) => Err(FilterRegistrationError::BreaksStreamRules {
+                        id: registration.id,
+                        reason,
+                    }),
+                    None => Ok((tenant, stored != *definition)),
+                },
+                None => Ok((tenant, true)),
             }
         }
-    }
-    for (tenant, store) in context.tenants.iter() {
-        store
-            .put_stream_definition(registration.scope, &definition)
-            .await
-            .map_err(|error| FilterRegistrationError::Store {
-                id: registration.id,
-                tenant,
-                error,
-            })?;
-    }
+    })
+    .await?;
+    // Only after every tenant accepted the definition is it stored, where it is new.
+    for_every_tenant(context, |tenant, store| {
+        let write = changed
+            .iter()
+            .any(|(changed_tenant, changed)| *changed_tenant == tenant && *changed);
+        let (registration, definition) = (&registration, &definition);
+        async move {
+            if !write {
+                return Ok(());
+            }
+            store
+                .put_stream_definition(registration.scope, definition)
+                .await
+                .map_err(|error| FilterRegistrationError::Store {
+                    id: registration.id,
+                    tenant,
+                    error,
+                })
+        }
+    })
+    .await?;
     let processors = start_for_every_tenant(
         context,
         key,

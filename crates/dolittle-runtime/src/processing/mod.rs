@@ -115,8 +115,27 @@ impl Drop for RegistrationGuard {
     }
 }
 
+/// Runs an operation for every tenant at once and collects the results in tenant order; the
+/// first error wins.
+pub(crate) async fn for_every_tenant<T, E, F, Fut>(
+    context: &crate::RuntimeContext,
+    operation: F,
+) -> Result<Vec<T>, E>
+where
+    F: Fn(TenantId, dolittle_store::SharedEventStore) -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    futures::future::try_join_all(
+        context
+            .tenants
+            .iter()
+            .map(|(tenant, store)| operation(tenant, store.clone())),
+    )
+    .await
+}
+
 /// Starts one stream processor per tenant for a registered processor, publishing each one's
-/// live state in the registry.
+/// handles in the registry.
 pub(crate) async fn start_for_every_tenant<P, E>(
     context: &crate::RuntimeContext,
     key: ProcessorKey,
@@ -127,15 +146,19 @@ pub(crate) async fn start_for_every_tenant<P, E>(
 where
     P: stream_processor::EventProcessor,
 {
-    let mut processors = Vec::new();
-    for (tenant, store) in context.tenants.iter() {
-        let (processor, handles) = stream_processor::StreamProcessor::start(
-            make(tenant, store),
-            store.clone(),
-            cancelled.clone(),
-        )
-        .await
-        .map_err(|error| store_error(tenant, error))?;
+    let started = for_every_tenant(context, |tenant, store| {
+        let processor = make(tenant, &store);
+        let store_error = &store_error;
+        async move {
+            stream_processor::StreamProcessor::start(processor, store, cancelled.clone())
+                .await
+                .map(|started| (tenant, started))
+                .map_err(|error| store_error(tenant, error))
+        }
+    })
+    .await?;
+    let mut processors = Vec::with_capacity(started.len());
+    for (tenant, (processor, handles)) in started {
         context.processors.publish(&key, tenant, handles);
         processors.push(processor);
     }

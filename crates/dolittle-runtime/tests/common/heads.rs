@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
-use super::{TestRuntime, execution_context};
+use super::{RuntimeAddress, connect, execution_context};
 
 /// How long a test waits for something the Runtime should send.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -33,7 +33,7 @@ pub struct TestEventHandler {
 
 impl TestEventHandler {
     pub async fn register(
-        runtime: &TestRuntime,
+        runtime: &impl RuntimeAddress,
         id: EventProcessorId,
         scope: ScopeId,
         types: &[EventType],
@@ -65,7 +65,7 @@ impl TestEventHandler {
             })
             .await
             .expect("queue registration");
-        let mut client = EventHandlersClient::new(runtime.channel().await);
+        let mut client = EventHandlersClient::new(connect(runtime.address()).await);
         let incoming = client
             .connect(ReceiverStream::new(receiver))
             .await

@@ -94,16 +94,38 @@ impl TestRuntime {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.address))
-            .expect("uri")
-            .connect()
-            .await
-            .expect("connect")
+        connect(self.address).await
     }
 
     pub async fn event_store(&self) -> EventStoreClient<Channel> {
         EventStoreClient::new(self.channel().await)
     }
+}
+
+/// Something a test head can connect to: an in-process Runtime or another process's address.
+pub trait RuntimeAddress {
+    fn address(&self) -> SocketAddr;
+}
+
+impl RuntimeAddress for TestRuntime {
+    fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl RuntimeAddress for SocketAddr {
+    fn address(&self) -> SocketAddr {
+        *self
+    }
+}
+
+/// A channel to a Runtime's private endpoint.
+pub async fn connect(address: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{address}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect")
 }
 
 impl Drop for TestRuntime {
