@@ -199,3 +199,97 @@ pub fn failure_id(failure: &dolittle_contracts::protobuf::Failure) -> Uuid {
     convert::uuid_from_wire("id", failure.id.as_ref().expect("failure id")).expect("16 bytes")
 }
 pub mod heads;
+
+/// The real `dolittle-runtime` binary running as a child process, for tests that kill it.
+pub struct ChildRuntime {
+    pub address: SocketAddr,
+    child: std::process::Child,
+}
+
+impl ChildRuntime {
+    /// Starts the binary in `working_dir` (which holds `.dolittle/`) on a free private port and
+    /// waits until it accepts connections.
+    pub async fn start_in(working_dir: &Path, tenants: &[TenantId]) -> Self {
+        let folder = working_dir.join(".dolittle");
+        std::fs::create_dir_all(&folder).expect("create .dolittle");
+        let tenants_json: serde_json::Map<String, serde_json::Value> = tenants
+            .iter()
+            .map(|tenant| (tenant.to_string(), serde_json::json!({})))
+            .collect();
+        std::fs::write(
+            folder.join("tenants.json"),
+            serde_json::to_string(&tenants_json).expect("json"),
+        )
+        .expect("write tenants.json");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("free port")
+            .port();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dolittle-runtime"))
+            .current_dir(working_dir)
+            .args([
+                "--private-port",
+                &port.to_string(),
+                "--public-port",
+                "0",
+                "--metrics-port",
+                "0",
+            ])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn dolittle-runtime");
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse().expect("address");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while tokio::net::TcpStream::connect(address).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the runtime did not start listening"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Self { address, child }
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flushing.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl RuntimeAddress for ChildRuntime {
+    fn address(&self) -> SocketAddr {
+        self.address
+    }
+}
+
+impl Drop for ChildRuntime {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ChildRuntime {
+    /// Sends SIGTERM and waits for the process to exit, returning its exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the runtime did not exit after SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
