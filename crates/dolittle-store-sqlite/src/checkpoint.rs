@@ -12,7 +12,7 @@ use rusqlite::Connection;
 /// How long without a commit makes a quiet moment.
 const QUIET: Duration = Duration::from_millis(50);
 /// The longest a checkpoint waits for a quiet moment.
-const MAX_DELAY: Duration = Duration::from_millis(500);
+const MAX_DELAY: Duration = Duration::from_millis(200);
 
 /// Runs until the writer is gone, then checkpoints one last time.
 pub(crate) fn run(connection: Connection, commits: Receiver<()>) {

@@ -85,7 +85,7 @@ impl SqliteEventStore {
             lengths,
             Arc::clone(&watchers),
             checkpoint_signals,
-        );
+        )?;
         let (requests, request_receiver) = mpsc::channel();
         let spawn_failed = |error: std::io::Error| {
             StoreError::Unavailable(format!("cannot start an event store thread: {error}"))
