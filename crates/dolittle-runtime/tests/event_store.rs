@@ -386,3 +386,32 @@ async fn an_sdk_17_head_sees_a_stable_guid_for_a_string_event_source() {
     );
     runtime.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_request_gets_a_clear_error_and_nothing_is_written() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let overrides = dolittle_runtime::config::Overrides {
+        max_request_bytes: Some(4096),
+        ..Default::default()
+    };
+    let runtime =
+        TestRuntime::start_with(dir.path(), &[TenantId::DEVELOPMENT], None, overrides).await;
+    let mut client = runtime.event_store().await;
+    let big = format!("{{\"text\":\"{}\"}}", "x".repeat(10_000));
+    let status = client
+        .commit(CommitEventsRequest {
+            call_context: call_context(TenantId::DEVELOPMENT),
+            events: vec![uncommitted("a", event_type(1), &big)],
+        })
+        .await
+        .expect_err("refused");
+    assert!(status.message().contains("too large"), "{status:?}");
+    let committed = commit(
+        &mut client,
+        TenantId::DEVELOPMENT,
+        vec![uncommitted("a", event_type(1), "{}")],
+    )
+    .await;
+    assert_eq!(committed[0].sequence_number, 0);
+    runtime.stop().await;
+}

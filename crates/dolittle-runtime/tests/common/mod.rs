@@ -37,6 +37,25 @@ pub struct TestRuntime {
 impl TestRuntime {
     /// Starts a Runtime for the given tenants, with its files in `working_dir`.
     pub async fn start_in(working_dir: &Path, tenants: &[TenantId]) -> Self {
+        Self::start_with(working_dir, tenants, None, Overrides::default()).await
+    }
+
+    /// Starts a Runtime with a `resources.json` of the given content, when there is one.
+    pub async fn start_with_resources(
+        working_dir: &Path,
+        tenants: &[TenantId],
+        resources: Option<serde_json::Value>,
+    ) -> Self {
+        Self::start_with(working_dir, tenants, resources, Overrides::default()).await
+    }
+
+    /// Starts a Runtime with resources and overrides (flags) of a test's choosing.
+    pub async fn start_with(
+        working_dir: &Path,
+        tenants: &[TenantId],
+        resources: Option<serde_json::Value>,
+        overrides: Overrides,
+    ) -> Self {
         let folder = working_dir.join(".dolittle");
         std::fs::create_dir_all(&folder).expect("create .dolittle");
         let tenants_json: serde_json::Map<String, serde_json::Value> = tenants
@@ -50,7 +69,7 @@ impl TestRuntime {
         .expect("write tenants.json");
         let config = RuntimeConfig::load(Overrides {
             working_dir: Some(working_dir.to_owned()),
-            ..Overrides::default()
+            ..overrides
         })
         .expect("configuration loads");
         let stores = Tenants::open(&config.tenants).await.expect("stores open");
