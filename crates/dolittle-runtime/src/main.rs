@@ -90,7 +90,18 @@ impl Arguments {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match start() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The chain of causes, without a backtrace: this is for people, not for debuggers.
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start() -> anyhow::Result<()> {
     let arguments = Arguments::parse();
     let environment: HashMap<String, String> = std::env::vars().collect();
     let overrides = Overrides::from_environment(&environment)?.overridden_by(arguments.overrides());
@@ -134,7 +145,10 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
     let metrics = bind("metrics", config.metrics.host, config.metrics.port).await?;
     tracing::info!(
         private = %private.local_addr()?,
-        public = ?public.as_ref().and_then(|listener| listener.local_addr().ok()),
+        public = %public
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+            .map_or_else(|| "disabled".to_owned(), |address| address.to_string()),
         metrics = %metrics.local_addr()?,
         tenants = tenants.len(),
         microservice = %config.microservice,
