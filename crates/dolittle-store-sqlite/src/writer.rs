@@ -24,6 +24,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
+use std::time::{Duration, Instant};
 
 use dolittle_store::{
     ExternalEvent, ProcessorKey, ProcessorKind, ProjectionDefinition, ReadModelChange, StoreError,
@@ -51,6 +52,9 @@ const MAX_CACHED_CONTEXTS: usize = 4096;
 /// grows is what keeps syncs cheap: a sync that must also record a longer file costs about twice
 /// as much on ext4.
 const WAL_RESTART_FRAMES: i64 = 4096;
+/// How long the writer waits before it tries again when readers kept its checkpoint from
+/// catching up.
+const CHECKPOINT_RETRY: Duration = Duration::from_millis(20);
 
 pub(crate) type Reply<T> = oneshot::Sender<StoreResult<T>>;
 
@@ -176,6 +180,8 @@ pub(crate) struct Writer {
     synchronous_full: bool,
     /// The frames in the WAL after the last commit, as SQLite's WAL hook reports them.
     wal_frames: Arc<AtomicI64>,
+    /// When the writer may next try to finish a checkpoint.
+    next_checkpoint: Instant,
     watchers: Arc<Watchers>,
     checkpoints: SyncSender<()>,
 }
@@ -205,6 +211,7 @@ impl Writer {
             group_failure: None,
             synchronous_full: true,
             wal_frames,
+            next_checkpoint: Instant::now(),
             watchers,
             checkpoints,
         })
@@ -224,7 +231,9 @@ impl Writer {
             self.write_group(group);
             // A full channel means the checkpointer already has a signal waiting.
             let _ = self.checkpoints.try_send(());
-            if self.wal_frames.load(Ordering::Relaxed) >= WAL_RESTART_FRAMES {
+            if self.wal_frames.load(Ordering::Relaxed) >= WAL_RESTART_FRAMES
+                && Instant::now() >= self.next_checkpoint
+            {
                 self.finish_checkpoint();
             }
         }
@@ -237,16 +246,30 @@ impl Writer {
         let result = self
             .connection
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-                Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, i64>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
             });
         match result {
-            Ok((wal_frames, checkpointed_frames)) => {
-                tracing::trace!(wal_frames, checkpointed_frames, "the writer checkpointed");
-                if wal_frames == checkpointed_frames {
+            Ok((busy, wal_frames, checkpointed_frames)) => {
+                tracing::trace!(
+                    busy,
+                    wal_frames,
+                    checkpointed_frames,
+                    "the writer checkpointed"
+                );
+                if busy == 0 && wal_frames == checkpointed_frames {
                     self.wal_frames.store(0, Ordering::Relaxed);
+                } else {
+                    self.next_checkpoint = Instant::now() + CHECKPOINT_RETRY;
                 }
             }
-            Err(error) => tracing::debug!(%error, "the writer could not checkpoint"),
+            Err(error) => {
+                tracing::debug!(%error, "the writer could not checkpoint");
+                self.next_checkpoint = Instant::now() + CHECKPOINT_RETRY;
+            }
         }
     }
 
