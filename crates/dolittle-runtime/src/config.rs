@@ -100,8 +100,42 @@ pub struct RuntimeConfig {
     pub microservices: BTreeMap<MicroserviceId, MicroserviceAddress>,
     /// Consents per producer tenant.
     pub consents: BTreeMap<TenantId, Vec<Consent>>,
+    /// Where the files were looked for, so that consents can be read again while running.
+    pub location: ConfigLocation,
     pub max_request_bytes: usize,
     pub log_format: LogFormat,
+}
+
+/// Where the configuration files are looked for: the working directory's search folders, or
+/// one folder given by `--config-dir`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ConfigLocation {
+    pub working_dir: PathBuf,
+    pub config_dir: Option<PathBuf>,
+}
+
+/// Identifies one version of a file on disk: its path, modification time and length.
+pub type FileStamp = Option<(PathBuf, std::time::SystemTime, u64)>;
+
+impl ConfigLocation {
+    fn files(&self) -> ConfigFiles {
+        ConfigFiles {
+            working_dir: self.working_dir.clone(),
+            config_dir: self.config_dir.clone(),
+        }
+    }
+
+    /// Reads `event-horizon-consents.json` again (no file means no consents).
+    pub fn read_consents(&self) -> Result<BTreeMap<TenantId, Vec<Consent>>, ConfigError> {
+        RuntimeConfig::load_consents(&self.files())
+    }
+
+    /// The current version of `event-horizon-consents.json`, to notice that it changed.
+    pub fn consents_stamp(&self) -> FileStamp {
+        let file = self.files().find_path("event-horizon-consents").ok()??;
+        let metadata = std::fs::metadata(&file).ok()?;
+        Some((file, metadata.modified().ok()?, metadata.len()))
+    }
 }
 
 /// What flags and environment variables can override. `None` leaves the file's value.
@@ -234,6 +268,36 @@ struct ConfigFiles {
 }
 
 impl ConfigFiles {
+    /// The path of `<name>.json` when it exists once, without reading it.
+    fn find_path(&self, name: &str) -> Result<Option<PathBuf>, ConfigError> {
+        let file_name = format!("{name}.json");
+        match &self.config_dir {
+            Some(dir) => {
+                let path = self.working_dir.join(dir).join(&file_name);
+                Ok(path.is_file().then_some(path))
+            }
+            None => {
+                let mut found: Vec<PathBuf> = Vec::new();
+                for folder in SEARCH_FOLDERS {
+                    let path = self.working_dir.join(folder).join(&file_name);
+                    let canonical = path.canonicalize().unwrap_or(path.clone());
+                    if path.is_file() && !found.contains(&canonical) {
+                        found.push(canonical);
+                    }
+                }
+                match found.as_slice() {
+                    [] => Ok(None),
+                    [path] => Ok(Some(path.clone())),
+                    [first, second, ..] => Err(ConfigError::new(
+                        file_name,
+                        "(file)",
+                        format!("found in {} and {}", first.display(), second.display()),
+                    )),
+                }
+            }
+        }
+    }
+
     fn find(&self, name: &str) -> Result<Option<ConfigFile>, ConfigError> {
         let file_name = format!("{name}.json");
         let candidates: Vec<PathBuf> = match &self.config_dir {
@@ -376,6 +440,10 @@ impl RuntimeConfig {
             metrics,
             microservices,
             consents,
+            location: ConfigLocation {
+                working_dir,
+                config_dir: overrides.config_dir.clone(),
+            },
             max_request_bytes: overrides
                 .max_request_bytes
                 .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
@@ -918,5 +986,32 @@ mod tests {
             config.consents[&TenantId::DEVELOPMENT][0].partition,
             PartitionId::unpartitioned()
         );
+    }
+
+    #[test]
+    fn consents_are_read_again_and_their_file_stamp_changes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = load(dir.path()).expect("loads");
+        assert!(config.consents.is_empty());
+        assert_eq!(config.location.consents_stamp(), None);
+        write(
+            dir.path(),
+            "event-horizon-consents.json",
+            r#"{"445f8ea8-1a6f-40d7-b2fc-796dba92dc44": [{"microservice": "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e", "tenant": "445f8ea8-1a6f-40d7-b2fc-796dba92dc44", "stream": "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f", "partition": "p", "consent": "11111111-2222-3333-4444-555555555555"}]}"#,
+        );
+        let stamp = config.location.consents_stamp();
+        assert!(stamp.is_some());
+        let consents = config.location.read_consents().expect("reads");
+        assert_eq!(
+            consents[&TenantId::DEVELOPMENT][0].partition,
+            PartitionId::from("p")
+        );
+        write(dir.path(), "event-horizon-consents.json", "{}");
+        assert_ne!(
+            config.location.consents_stamp(),
+            stamp,
+            "the length changed"
+        );
+        assert!(config.location.read_consents().expect("reads").is_empty());
     }
 }

@@ -9,6 +9,7 @@ use dolittle_contracts::protobuf::{Failure, Uuid as WireUuid};
 use dolittle_store::StoreError;
 use dolittle_types::Uuid;
 
+use crate::event_horizon::SubscriptionError;
 use crate::tenants::TenantError;
 
 /// A request that could not be read: a Uuid that is not 16 bytes, a missing field. This id
@@ -74,6 +75,32 @@ pub fn tenant_failure(error: &TenantError) -> Failure {
 /// The failure for a request the Runtime cannot read.
 pub fn invalid_request(reason: impl std::fmt::Display) -> Failure {
     failure(INVALID_REQUEST, format!("invalid request: {reason}"))
+}
+
+/// The failure an event-horizon subscription error becomes, on either side of the horizon
+/// (protocol.md §3.6 and §4.3).
+pub fn subscription_failure(error: &SubscriptionError) -> Failure {
+    let id = match error {
+        SubscriptionError::MissingArguments(_) => failure_ids::MISSING_SUBSCRIPTION_ARGUMENTS,
+        SubscriptionError::UnknownProducerTenant(_)
+        | SubscriptionError::MissingConsent { .. }
+        | SubscriptionError::NotAPublicStream(_) => failure_ids::MISSING_CONSENT,
+        SubscriptionError::MissingMicroserviceConfiguration(_) => {
+            failure_ids::MISSING_MICROSERVICE_CONFIGURATION
+        }
+        SubscriptionError::CouldNotConnect(_) => failure_ids::COULD_NOT_CONNECT_TO_PRODUCER_RUNTIME,
+        SubscriptionError::Producer { id, .. } => *id,
+        SubscriptionError::Consumer(_) => failure_ids::ERROR_HANDLING_EVENT,
+        SubscriptionError::Cancelled => failure_ids::SUBSCRIPTION_CANCELLED,
+        SubscriptionError::UnknownConsumerTenant(_) => UNKNOWN_TENANT,
+        SubscriptionError::Store(error) => return store_failure(error),
+    };
+    failure(id, error.to_string())
+}
+
+/// The failure a consumer Runtime answers an event with when it cannot store it.
+pub fn error_handling_event(reason: impl std::fmt::Display) -> Failure {
+    failure(failure_ids::ERROR_HANDLING_EVENT, reason.to_string())
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! `main.rs`, so that tests can start a whole Runtime on port 0 in-process.
 
 pub mod config;
+pub mod event_horizon;
 pub mod failures;
 pub mod metrics;
 pub mod processing;
@@ -32,13 +33,17 @@ pub struct RuntimeContext {
     pub tenants: Tenants,
     pub metrics: Arc<Metrics>,
     pub processors: Arc<ProcessorRegistry>,
+    /// Consents in force and the running event-horizon subscriptions.
+    pub event_horizon: Arc<event_horizon::EventHorizon>,
     /// Cancelled when the Runtime shuts down: every processor and reverse call stops.
     pub shutdown: CancellationToken,
 }
 
 impl RuntimeContext {
     pub fn new(config: RuntimeConfig, tenants: Tenants) -> Self {
+        let event_horizon = Arc::new(event_horizon::EventHorizon::new(config.consents.clone()));
         Self {
+            event_horizon,
             config: Arc::new(config),
             tenants,
             metrics: Arc::new(Metrics::new()),
@@ -85,6 +90,7 @@ pub async fn run(
         }
     });
 
+    event_horizon::start(&context);
     let private = {
         let router = services::private_router(&context);
         let token = token.clone();

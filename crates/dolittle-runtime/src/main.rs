@@ -1,6 +1,6 @@
 //! `dolittle-runtime`: parses flags and configuration, sets up logging, opens the tenants'
 //! stores, binds the endpoints and runs the Runtime until SIGINT or SIGTERM. A second signal
-//! exits at once.
+//! exits at once; SIGHUP re-reads the event-horizon consents.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -155,6 +155,8 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
         "dolittle runtime is listening"
     );
     let context = RuntimeContext::new(config, tenants);
+    #[cfg(unix)]
+    tokio::spawn(reload_consents_on_hangup(context.clone()));
     let listeners = Listeners {
         private,
         public,
@@ -163,6 +165,28 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
     dolittle_runtime::run(context, listeners, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Reads `event-horizon-consents.json` again on every SIGHUP (it is also re-read when it
+/// changes on disk).
+#[cfg(unix)]
+async fn reload_consents_on_hangup(context: RuntimeContext) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; consents are re-read when their file changes");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match context
+            .event_horizon
+            .reload_consents(&context.config.location)
+        {
+            Ok(changed) => tracing::info!(changed, "consents re-read on SIGHUP"),
+            Err(error) => {
+                tracing::warn!(%error, "consents not re-read on SIGHUP; the old ones stay")
+            }
+        }
+    }
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one exits the process at once.

@@ -39,6 +39,21 @@ pub struct Metrics {
     reverse_calls: AtomicI64,
     processing_failures: AtomicU64,
     events_processed: AtomicU64,
+    /// Event-horizon subscriptions of this Runtime as a consumer, by their label set.
+    subscriptions: Mutex<BTreeMap<String, Arc<SubscriptionCounters>>>,
+}
+
+/// The counters of one event-horizon subscription (consumer side).
+#[derive(Default)]
+pub struct SubscriptionCounters {
+    /// Events received and stored into the scoped event log.
+    pub received: AtomicU64,
+    /// The next position wanted in the producer's public stream partition.
+    pub position: AtomicU64,
+    /// Microseconds from the producer's commit of the last stored event to its storing here.
+    pub lag_micros: AtomicU64,
+    /// 1 while the subscription is failing (not connected), 0 while it receives.
+    pub failing: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -56,6 +71,7 @@ impl Metrics {
             reverse_calls: AtomicI64::new(0),
             processing_failures: AtomicU64::new(0),
             events_processed: AtomicU64::new(0),
+            subscriptions: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -114,6 +130,64 @@ impl Metrics {
 
     pub fn processing_failed(&self) {
         self.processing_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters of an event-horizon subscription; `labels` is its Prometheus label set
+    /// (`name="value",...`).
+    pub fn subscription(&self, labels: String) -> Arc<SubscriptionCounters> {
+        self.subscriptions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(labels)
+            .or_default()
+            .clone()
+    }
+
+    fn render_subscriptions(&self, text: &mut String) {
+        let subscriptions = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        type Family = (
+            &'static str,
+            &'static str,
+            &'static str,
+            fn(&SubscriptionCounters) -> String,
+        );
+        let families: [Family; 4] = [
+            (
+                "dolittle_event_horizon_received_events_total",
+                "counter",
+                "Events received over the event horizon and stored in a scoped event log.",
+                |counters| counters.received.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "dolittle_event_horizon_position",
+                "gauge",
+                "Next position wanted in the producer's public stream partition.",
+                |counters| counters.position.load(Ordering::Relaxed).to_string(),
+            ),
+            (
+                "dolittle_event_horizon_lag_seconds",
+                "gauge",
+                "Time from the producer's commit of the last received event to its storing here.",
+                |counters| (counters.lag_micros.load(Ordering::Relaxed) as f64 / 1e6).to_string(),
+            ),
+            (
+                "dolittle_event_horizon_failing",
+                "gauge",
+                "1 while an event horizon subscription is not connected to its producer.",
+                |counters| counters.failing.load(Ordering::Relaxed).to_string(),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(text, "# HELP {name} {help}");
+            let _ = writeln!(text, "# TYPE {name} {kind}");
+            for (labels, counters) in &subscriptions {
+                let _ = writeln!(text, "{name}{{{labels}}} {}", value(counters));
+            }
+        }
     }
 
     /// The metrics in the Prometheus text exposition format.
@@ -235,6 +309,7 @@ impl Metrics {
             "dolittle_processing_failures_total {}",
             self.processing_failures.load(Ordering::Relaxed)
         );
+        self.render_subscriptions(&mut text);
         let _ = writeln!(
             text,
             "# HELP dolittle_uptime_seconds Seconds since the Runtime started."

@@ -119,6 +119,14 @@ impl<P: ReverseCallProtocol> HeadConnection<P> {
         }
     }
 
+    /// Writes a message that is not a request (the event horizon's subscription response).
+    pub async fn send(&self, message: P::ServerMessage) -> Result<(), CallError> {
+        self.outgoing
+            .send(Ok(message))
+            .await
+            .map_err(|_| CallError::Disconnected)
+    }
+
     /// Cancelled when the head disconnects or the Runtime shuts down.
     pub fn cancellation(&self) -> &CancellationToken {
         &self.cancelled
@@ -261,6 +269,49 @@ async fn run_reverse_call<P, F, Fut>(
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .clear();
+}
+
+/// Starts the generic parts of a reverse call whose first message the caller has already read
+/// and judged: pings on their own timer, the keepalive deadline, and responses matched to
+/// pending calls. For services whose accept response carries more than a failure (the event
+/// horizon's `subscriptionResponse{consentId}`), which then write it with
+/// [`HeadConnection::send`]. Everything stops when `cancelled` is cancelled or the client goes.
+pub(crate) fn start_connection<P>(
+    incoming: Streaming<P::ClientMessage>,
+    outgoing: mpsc::Sender<Result<P::ServerMessage, Status>>,
+    ping_interval: Duration,
+    head_context: ExecutionContext,
+    cancelled: CancellationToken,
+) -> Arc<HeadConnection<P>>
+where
+    P: ReverseCallProtocol,
+    P::ClientMessage: prost::Message + Default,
+{
+    let ping_interval = ping_interval.max(MINIMUM_PING_INTERVAL);
+    let connection = Arc::new(HeadConnection::<P> {
+        outgoing: outgoing.clone(),
+        pending: Arc::new(Mutex::new(HashMap::new())),
+        cancelled: cancelled.clone(),
+        head_context,
+    });
+    let pinger = tokio::spawn(ping::<P>(outgoing, ping_interval, cancelled.clone()));
+    let reader = tokio::spawn(read_responses::<P>(
+        incoming,
+        connection.pending.clone(),
+        ping_interval * 3,
+        cancelled.clone(),
+    ));
+    let pending = connection.pending.clone();
+    tokio::spawn(async move {
+        cancelled.cancelled().await;
+        pinger.abort();
+        reader.abort();
+        pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    });
+    connection
 }
 
 /// Answers a registration that cannot be accepted, and keeps the call open for a while.

@@ -2,12 +2,15 @@
 //! wire messages to domain types as soon as they arrive and back as they leave.
 
 pub mod event_handlers;
+pub mod event_horizon;
 pub mod event_store;
 pub mod filters;
 pub mod protocols;
 
 use std::time::Duration;
 
+use dolittle_contracts::runtime::eventhorizon::consumer_server::ConsumerServer;
+use dolittle_contracts::runtime::eventhorizon::subscriptions_server::SubscriptionsServer;
 use dolittle_contracts::runtime::events::event_store_server::EventStoreServer;
 use dolittle_contracts::runtime::events::processing::event_handlers_server::EventHandlersServer;
 use dolittle_contracts::runtime::events::processing::filters_server::FiltersServer;
@@ -38,11 +41,17 @@ pub fn private_router(context: &RuntimeContext) -> Router {
             FiltersServer::new(filters::FiltersService::new(context.clone()))
                 .max_decoding_message_size(limit),
         )
+        .add_service(SubscriptionsServer::new(
+            event_horizon::SubscriptionsService::new(context.clone()),
+        ))
 }
 
 /// What other Runtimes call (the event horizon), served on the public endpoint.
-pub fn public_router(_context: &RuntimeContext) -> Router {
-    Server::builder().add_optional_service(None::<EventStoreServer<event_store::EventStoreService>>)
+pub fn public_router(context: &RuntimeContext) -> Router {
+    Server::builder().add_service(
+        ConsumerServer::new(event_horizon::ConsumerService::new(context.clone()))
+            .max_decoding_message_size(context.config.max_request_bytes),
+    )
 }
 
 /// The execution context of a request the Runtime sends a head while processing for a tenant:
