@@ -47,7 +47,8 @@ impl Consumer for ConsumerService {
         let open = self.context.metrics.reverse_call_opened();
         let context = self.context.clone();
         let incoming = request.into_inner();
-        tokio::spawn(async move {
+        // Tracked with the processors, so that shutdown waits for it to let go of the stores.
+        self.context.processors.spawn(async move {
             producer::serve(context, incoming, outgoing).await;
             drop(open);
         });
