@@ -172,6 +172,9 @@ pub(crate) struct Writer {
     lengths: Lengths,
     /// Keys of shared execution contexts by their stored body.
     contexts: HashMap<String, i64>,
+    /// The last context found in `contexts`: most commits come with the same one, and comparing
+    /// is cheaper than encoding.
+    last_context: Option<(ExecutionContext, i64)>,
     staged: Staged,
     touched_logs: HashSet<ScopeId>,
     touched_streams: HashSet<(ScopeId, StreamId)>,
@@ -205,6 +208,7 @@ impl Writer {
             connection,
             lengths,
             contexts: HashMap::new(),
+            last_context: None,
             staged: Staged::default(),
             touched_logs: HashSet::new(),
             touched_streams: HashSet::new(),
@@ -286,7 +290,9 @@ impl Writer {
             Some(failure) => Err(failure),
             None => self
                 .connection
-                .execute_batch("COMMIT")
+                .prepare_cached("COMMIT")
+                .and_then(|mut statement| statement.execute([]))
+                .map(|_| ())
                 .map_err(sqlite_error),
         };
         match outcome {
@@ -313,6 +319,7 @@ impl Writer {
                 self.touched_logs.clear();
                 self.touched_streams.clear();
                 self.contexts.clear();
+                self.last_context = None;
                 match Lengths::load(&self.connection) {
                     Ok(lengths) => self.lengths = lengths,
                     Err(error) => {
@@ -335,7 +342,9 @@ impl Writer {
             self.synchronous_full = full;
         }
         self.connection
-            .execute_batch("BEGIN IMMEDIATE")
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut statement| statement.execute([]))
+            .map(|_| ())
             .map_err(sqlite_error)
     }
 
@@ -364,19 +373,20 @@ impl Writer {
         operation: impl FnOnce(&mut Self) -> StoreResult<T>,
     ) -> StoreResult<T> {
         self.staged = Staged::default();
-        if let Err(error) = self.connection.execute_batch("SAVEPOINT request") {
+        if let Err(error) = self.statement("SAVEPOINT request") {
             let error = sqlite_error(error);
             self.group_failure = Some(error.clone());
             return Err(error);
         }
         let result = operation(self);
         let end = if result.is_ok() {
-            "RELEASE request"
+            self.statement("RELEASE request")
         } else {
-            "ROLLBACK TO request; RELEASE request"
+            self.statement("ROLLBACK TO request")
+                .and_then(|()| self.statement("RELEASE request"))
         };
         let staged = std::mem::take(&mut self.staged);
-        if let Err(error) = self.connection.execute_batch(end) {
+        if let Err(error) = end {
             let error = sqlite_error(error);
             self.group_failure = Some(error.clone());
             return Err(error);
@@ -390,6 +400,14 @@ impl Writer {
             self.contexts.extend(staged.contexts);
         }
         result
+    }
+
+    /// Runs a statement without parameters, prepared once.
+    fn statement(&self, sql: &str) -> rusqlite::Result<()> {
+        self.connection
+            .prepare_cached(sql)
+            .and_then(|mut statement| statement.execute([]))
+            .map(|_| ())
     }
 
     fn log(&self, scope: ScopeId) -> Option<Log> {
@@ -427,8 +445,14 @@ impl Writer {
     }
 
     fn context_key(&mut self, context: &ExecutionContext) -> StoreResult<i64> {
+        if let Some((last, key)) = &self.last_context
+            && same_shared_context(last, context)
+        {
+            return Ok(*key);
+        }
         let body = shared_context_body(context)?;
         if let Some(key) = self.contexts.get(&body) {
+            self.last_context = Some((context.clone(), *key));
             return Ok(*key);
         }
         if let Some((_, key)) = self
