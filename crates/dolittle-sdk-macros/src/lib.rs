@@ -52,8 +52,8 @@ fn parse_event_type_arguments(input: &DeriveInput) -> syn::Result<EventTypeArgum
         ));
     };
     if let Some(second) = attributes.next() {
-        return Err(syn::Error::new(
-            second.span(),
+        return Err(syn::Error::new_spanned(
+            second,
             "only one #[event_type(..)] attribute is allowed",
         ));
     }
@@ -94,8 +94,8 @@ fn parse_event_type_arguments(input: &DeriveInput) -> syn::Result<EventTypeArgum
         }
     })?;
     let Some(id) = id else {
-        return Err(syn::Error::new(
-            attribute.span(),
+        return Err(syn::Error::new_spanned(
+            attribute,
             "missing `id = \"<guid>\"` in #[event_type(..)]",
         ));
     };

@@ -1,0 +1,6 @@
+use dolittle_sdk::Events;
+
+#[derive(Events)]
+enum Nothing {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use dolittle_sdk::Events;
+
+#[derive(Events)]
+enum Door {
+    Opened(String),
+}
+
+fn main() {}

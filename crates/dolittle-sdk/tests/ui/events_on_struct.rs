@@ -1,0 +1,8 @@
+use dolittle_sdk::Events;
+
+#[derive(Events)]
+struct NotAnEnum {
+    name: String,
+}
+
+fn main() {}

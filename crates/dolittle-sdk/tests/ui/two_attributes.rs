@@ -1,0 +1,11 @@
+use dolittle_sdk::EventType;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, EventType)]
+#[event_type(id = "5f9c1c43-4c5e-4b1f-9a8e-2d1f0c3b4a59")]
+#[event_type(generation = 2)]
+struct TwoAttributes {
+    name: String,
+}
+
+fn main() {}
