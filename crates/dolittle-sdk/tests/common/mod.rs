@@ -26,6 +26,8 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 pub struct TestRuntime {
     pub client: Client,
     pub address: String,
+    /// The Runtime's stores, to check what it wrote.
+    pub tenants: Tenants,
     _folder: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -50,6 +52,7 @@ impl TestRuntime {
         let stores = Tenants::open(&config.tenants).await.expect("stores open");
         let private = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = format!("http://{}", private.local_addr().expect("address"));
+        let tenants = stores.clone();
         let context = RuntimeContext::new(config, stores);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -68,6 +71,7 @@ impl TestRuntime {
         Self {
             client,
             address,
+            tenants,
             _folder: folder,
             stop: Some(stop),
             task: Some(task),
@@ -119,4 +123,26 @@ pub async fn next<T>(receiver: &mut tokio::sync::mpsc::UnboundedReceiver<T>) -> 
         .await
         .expect("nothing arrived in time")
         .expect("channel open")
+}
+
+/// The entries of a stream once it has at least `length` of them: (partition, event content).
+pub async fn stream_when_it_has(
+    runtime: &TestRuntime,
+    tenant: TenantId,
+    stream: dolittle_sdk::types::StreamId,
+    length: u64,
+) -> Vec<(String, String)> {
+    let store = runtime.tenants.store(tenant).expect("tenant store").clone();
+    let mut watch = store.watch_stream(dolittle_sdk::types::ScopeId::DEFAULT, stream);
+    tokio::time::timeout(PATIENCE, watch.wait_for(|known| *known >= length))
+        .await
+        .expect("the stream grew in time")
+        .expect("watch open");
+    store
+        .read_stream(dolittle_sdk::types::ScopeId::DEFAULT, stream, 0, None, 1000)
+        .await
+        .expect("read stream")
+        .into_iter()
+        .map(|entry| (entry.partition.0, entry.event.content))
+        .collect()
 }
