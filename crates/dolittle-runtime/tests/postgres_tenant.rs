@@ -53,6 +53,17 @@ async fn a_postgres_tenant_and_an_embedded_tenant_work_side_by_side() {
         Some(resources.clone()),
     )
     .await;
+    let backend = |tenant| {
+        runtime
+            .context
+            .tenants
+            .store(tenant)
+            .expect("configured")
+            .describe()
+            .backend
+    };
+    assert_eq!(backend(TenantId::DEVELOPMENT), "sqlite");
+    assert_eq!(backend(SECOND_TENANT), "postgres");
     let mut store = runtime.event_store().await;
     commit(
         &mut store,

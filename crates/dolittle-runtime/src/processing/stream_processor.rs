@@ -462,9 +462,9 @@ impl<P: EventProcessor> StreamProcessor<P> {
         let Some(failure) = self.state.failure.clone() else {
             return Ok(Step::Worked);
         };
-        if !failure
+        if failure
             .retry_time
-            .is_some_and(|time| time <= Timestamp::now())
+            .is_none_or(|time| time > Timestamp::now())
         {
             return Ok(Step::Idle);
         }

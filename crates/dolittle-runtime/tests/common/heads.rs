@@ -76,15 +76,13 @@ impl TestEventHandler {
             incoming,
             refused: None,
         };
-        loop {
-            match handler.next_message().await {
-                Some(ToHead::RegistrationResponse(response)) => {
-                    handler.refused = response.failure;
-                    return handler;
-                }
-                Some(other) => panic!("expected a registration response first, got {other:?}"),
-                None => panic!("the call ended before the registration response"),
+        match handler.next_message().await {
+            Some(ToHead::RegistrationResponse(response)) => {
+                handler.refused = response.failure;
+                handler
             }
+            Some(other) => panic!("expected a registration response first, got {other:?}"),
+            None => panic!("the call ended before the registration response"),
         }
     }
 

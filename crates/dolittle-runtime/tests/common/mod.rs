@@ -67,6 +67,10 @@ impl TestRuntime {
             serde_json::to_string(&tenants_json).expect("json"),
         )
         .expect("write tenants.json");
+        if let Some(resources) = resources {
+            std::fs::write(folder.join("resources.json"), resources.to_string())
+                .expect("write resources.json");
+        }
         let config = RuntimeConfig::load(Overrides {
             working_dir: Some(working_dir.to_owned()),
             ..overrides
