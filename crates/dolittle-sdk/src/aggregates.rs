@@ -104,14 +104,38 @@ impl<E> AggregateError<E> {
     }
 }
 
-/// One aggregate root instance of a tenant, from [`crate::Client::aggregate_of`].
-#[derive(Debug, Clone)]
+/// One aggregate root instance of a tenant, from [`crate::Client::aggregate_of`]. Cheap to
+/// clone.
 pub struct AggregateOf<R> {
     event_store: EventStore,
     event_source: EventSourceId,
     max_attempts: u32,
     backoff: Backoff,
     root: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R> Clone for AggregateOf<R> {
+    fn clone(&self) -> Self {
+        Self {
+            event_store: self.event_store.clone(),
+            event_source: self.event_source.clone(),
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            root: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R> std::fmt::Debug for AggregateOf<R> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("AggregateOf")
+            .field("aggregate_root", &std::any::type_name::<R>())
+            .field("event_source", &self.event_source)
+            .field("tenant", &self.event_store.tenant())
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
 }
 
 impl<R: AggregateRoot> AggregateOf<R> {

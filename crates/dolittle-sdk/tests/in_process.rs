@@ -45,10 +45,17 @@ async fn an_in_process_runtime_keeps_events_across_restarts_of_the_application()
     again.shutdown().await;
 
     assert_eq!(first.sequence_number, 0);
-    assert_eq!(second.sequence_number, 1, "the first event was kept on disk");
+    assert_eq!(
+        second.sequence_number, 1,
+        "the first event was kept on disk"
+    );
     assert_eq!(second.execution_context.microservice, MICROSERVICE);
     assert!(
-        folder.path().join(".dolittle").join("tenants.json").exists(),
+        folder
+            .path()
+            .join(".dolittle")
+            .join("tenants.json")
+            .exists(),
         "the configuration was written"
     );
 }
