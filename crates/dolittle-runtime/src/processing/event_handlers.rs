@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeContext;
 use crate::processing::stream_processor::{EventProcessor, Outcome, RetryState};
-use crate::processing::{for_every_tenant, run_registered, start_for_every_tenant};
+use crate::processing::{check_then_store_definition, run_registered, start_for_every_tenant};
 use crate::reverse_calls::CallError;
 
 /// An event handler as a head registers it.
@@ -105,10 +105,13 @@ pub async fn register(
         .processors
         .try_register(key)
         .ok_or(RegistrationError::AlreadyRegistered(definition.id))?;
-    let changed = for_every_tenant(context, |tenant, store| {
-        let definition = &definition;
-        async move {
-            let changed =
+    check_then_store_definition(
+        context,
+        definition.scope,
+        &definition.stream_definition(),
+        |tenant, store| {
+            let definition = &definition;
+            async move {
                 check_stream_rules(&store, definition)
                     .await
                     .map_err(|error| match error {
@@ -121,32 +124,15 @@ pub async fn register(
                             tenant,
                             error,
                         },
-                    })?;
-            Ok((tenant, changed))
-        }
-    })
-    .await?;
-    // Only after every tenant accepted the definition is it stored, where it changed.
-    let stream_definition = definition.stream_definition();
-    for_every_tenant(context, |tenant, store| {
-        let write = changed
-            .iter()
-            .any(|(changed_tenant, changed)| *changed_tenant == tenant && *changed);
-        let (definition, stream_definition) = (&definition, &stream_definition);
-        async move {
-            if !write {
-                return Ok(());
+                    })
             }
-            store
-                .put_stream_definition(definition.scope, stream_definition)
-                .await
-                .map_err(|error| RegistrationError::Store {
-                    id: definition.id,
-                    tenant,
-                    error,
-                })
-        }
-    })
+        },
+        |tenant, error| RegistrationError::Store {
+            id: definition.id,
+            tenant,
+            error,
+        },
+    )
     .await?;
     let processors = start_for_every_tenant(
         context,

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeContext;
 use crate::processing::stream_processor::{EventProcessor, Outcome, RetryState};
-use crate::processing::{for_every_tenant, run_registered, start_for_every_tenant};
+use crate::processing::{check_then_store_definition, run_registered, start_for_every_tenant};
 use crate::reverse_calls::CallError;
 
 /// The three kinds of filters.
@@ -115,50 +115,37 @@ pub async fn register(
         .try_register(key)
         .ok_or(FilterRegistrationError::AlreadyRegistered(registration.id))?;
     let definition = registration.stream_definition();
-    let changed = for_every_tenant(context, |tenant, store| {
-        let (registration, definition) = (&registration, &definition);
-        async move {
-            let stored = store
-                .get_stream_definition(registration.scope, definition.stream)
-                .await
-                .map_err(|error| FilterRegistrationError::Store {
-                    id: registration.id,
-                    tenant,
-                    error,
-                })?;
-            match stored {
-                Some(stored) => match broken_rule(&stored, definition) {
-                    Some(reason) => Err(FilterRegistrationError::BreaksStreamRules {
+    check_then_store_definition(
+        context,
+        registration.scope,
+        &definition,
+        |tenant, store| {
+            let (registration, definition) = (&registration, &definition);
+            async move {
+                let stored = store
+                    .get_stream_definition(registration.scope, definition.stream)
+                    .await
+                    .map_err(|error| FilterRegistrationError::Store {
+                        id: registration.id,
+                        tenant,
+                        error,
+                    })?;
+                match stored.map(|stored| (broken_rule(&stored, definition), stored)) {
+                    Some((Some(reason), _)) => Err(FilterRegistrationError::BreaksStreamRules {
                         id: registration.id,
                         reason,
                     }),
-                    None => Ok((tenant, stored != *definition)),
-                },
-                None => Ok((tenant, true)),
+                    Some((None, stored)) => Ok(stored != *definition),
+                    None => Ok(true),
+                }
             }
-        }
-    })
-    .await?;
-    // Only after every tenant accepted the definition is it stored, where it is new.
-    for_every_tenant(context, |tenant, store| {
-        let write = changed
-            .iter()
-            .any(|(changed_tenant, changed)| *changed_tenant == tenant && *changed);
-        let (registration, definition) = (&registration, &definition);
-        async move {
-            if !write {
-                return Ok(());
-            }
-            store
-                .put_stream_definition(registration.scope, definition)
-                .await
-                .map_err(|error| FilterRegistrationError::Store {
-                    id: registration.id,
-                    tenant,
-                    error,
-                })
-        }
-    })
+        },
+        |tenant, error| FilterRegistrationError::Store {
+            id: registration.id,
+            tenant,
+            error,
+        },
+    )
     .await?;
     let processors = start_for_every_tenant(
         context,

@@ -134,6 +134,42 @@ where
     .await
 }
 
+/// Checks a stream definition for every tenant at once (the check says whether the stored
+/// definition is new or changed), and only when every tenant accepted it, writes it where it
+/// is new or changed. A refusal for one tenant therefore changes no tenant's definition.
+pub(crate) async fn check_then_store_definition<E, C, Fut>(
+    context: &crate::RuntimeContext,
+    scope: dolittle_types::ScopeId,
+    definition: &dolittle_store::StreamDefinition,
+    check: C,
+    store_error: impl Fn(TenantId, dolittle_store::StoreError) -> E,
+) -> Result<(), E>
+where
+    C: Fn(TenantId, dolittle_store::SharedEventStore) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+{
+    let changed = for_every_tenant(context, |tenant, store| {
+        let checked = check(tenant, store);
+        async move { checked.await.map(|changed| (tenant, changed)) }
+    })
+    .await?;
+    for_every_tenant(context, |tenant, store| {
+        let write = changed.contains(&(tenant, true));
+        let store_error = &store_error;
+        async move {
+            if write {
+                store
+                    .put_stream_definition(scope, definition)
+                    .await
+                    .map_err(|error| store_error(tenant, error))?;
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(())
+}
+
 /// Starts one stream processor per tenant for a registered processor, publishing each one's
 /// handles in the registry.
 pub(crate) async fn start_for_every_tenant<P, E>(
