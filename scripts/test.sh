@@ -29,6 +29,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --release --locked --workspace --no-fail-fast
 fi
+echo "==> documentation examples (doctests)"
+cargo test --release --locked --workspace --doc
 
 echo "==> official JavaScript SDK 17.0.1 conformance"
 (
