@@ -293,11 +293,16 @@ impl Reader {
         &mut self,
         aggregate_root: Option<AggregateRootId>,
     ) -> StoreResult<Vec<AggregateRootInstance>> {
+        // Two statements, so that listing one aggregate root uses the index on it.
+        let sql = if aggregate_root.is_some() {
+            "SELECT aggregate_root, event_source, version FROM aggregates \
+             WHERE aggregate_root = ?1 ORDER BY aggregate_key"
+        } else {
+            "SELECT aggregate_root, event_source, version FROM aggregates \
+             WHERE ?1 IS NULL ORDER BY aggregate_key"
+        };
         self.snapshot(|decoder| {
-            let mut statement = decoder.connection.prepare_cached(
-                "SELECT aggregate_root, event_source, version FROM aggregates \
-                 WHERE ?1 IS NULL OR aggregate_root = ?1 ORDER BY aggregate_key",
-            )?;
+            let mut statement = decoder.connection.prepare_cached(sql)?;
             let rows = statement.query_map([aggregate_root.map(guid)], |row| {
                 Ok(AggregateRootInstance {
                     aggregate_root: AggregateRootId(uuid(row.get(0)?)),
@@ -325,14 +330,20 @@ impl Reader {
             .map(|column| format!("event.{column}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let partition_condition = if partition.is_some() {
-            " AND entry.partition = ?4"
+        // Reading one partition walks the partition index, never the whole stream; the planner
+        // cannot know that a partition is sparse, so it is told.
+        let (entries_index, partition_condition) = if partition.is_some() {
+            (
+                " INDEXED BY stream_entries_by_partition",
+                " AND entry.partition = ?4",
+            )
         } else {
-            " AND ?4 IS NULL"
+            ("", " AND ?4 IS NULL")
         };
         let sql = format!(
             "SELECT entry.position, entry.partition, {columns} \
-             FROM streams JOIN stream_entries AS entry ON entry.stream_key = streams.stream_key \
+             FROM streams JOIN stream_entries AS entry{entries_index} \
+             ON entry.stream_key = streams.stream_key \
              JOIN {table} AS event ON event.sequence_number = entry.sequence_number \
              WHERE streams.scope_id = ?1 AND streams.stream_id = ?2 AND entry.position >= ?3\
              {partition_condition} ORDER BY entry.position LIMIT ?5",
