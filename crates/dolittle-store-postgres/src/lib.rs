@@ -208,7 +208,14 @@ fn limit_of(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
+/// The smallest and largest windows of sequence numbers or positions one read query covers.
+const MIN_READ_WINDOW: u64 = 1024;
+const MAX_READ_WINDOW: u64 = 65_536;
+/// A filtered log read returns (maybe with fewer events than asked) after looking at this many.
+const MAX_LOOKED_AT_PER_READ: u64 = 1 << 20;
+
 const LOG_LENGTH: &str = "SELECT length FROM log_lengths WHERE scope = $1";
+const STREAM_LENGTH: &str = "SELECT length FROM stream_lengths WHERE scope = $1 AND stream = $2";
 const READ_LOG: &str = concat!(
     "SELECT ",
     "e.sequence_number, e.occurred, e.event_source, e.event_type, e.event_type_generation, ",
@@ -234,7 +241,7 @@ const READ_STREAM: &str = concat!(
     "e.external_sequence_number, e.received, e.consent ",
     "FROM stream_entries s JOIN events e ",
     "ON e.scope = s.scope AND e.sequence_number = s.sequence_number ",
-    "WHERE s.scope = $1 AND s.stream = $2 AND s.position >= $3 ",
+    "WHERE s.scope = $1 AND s.stream = $2 AND s.position >= $3 AND s.position < $5 ",
     "ORDER BY s.position LIMIT $4"
 );
 const READ_STREAM_PARTITION: &str = concat!(
@@ -244,7 +251,8 @@ const READ_STREAM_PARTITION: &str = concat!(
     "e.external_sequence_number, e.received, e.consent ",
     "FROM stream_entries s JOIN events e ",
     "ON e.scope = s.scope AND e.sequence_number = s.sequence_number ",
-    "WHERE s.scope = $1 AND s.stream = $2 AND s.partition = $5 AND s.position >= $3 ",
+    "WHERE s.scope = $1 AND s.stream = $2 AND s.partition = $6 AND s.position >= $3 ",
+    "AND s.position < $5 ",
     "ORDER BY s.position LIMIT $4"
 );
 
@@ -295,7 +303,6 @@ impl EventStore for PostgresEventStore {
         limit: usize,
         filter: &LogFilter,
     ) -> StoreResult<LogPage> {
-        let from_number = to_bigint(from, "the sequence number to read from")?;
         let mut pooled = self.connection().await?;
         let length_statement = pooled.get().statement(LOG_LENGTH).await;
         let read_statement = pooled.get().statement(READ_LOG).await;
@@ -327,32 +334,49 @@ impl EventStore for PostgresEventStore {
             .as_ref()
             .map(|types| types.iter().map(|event_type| event_type.0).collect());
         let event_source: Option<&str> = filter.event_source.as_ref().map(EventSourceId::as_str);
-        let length_number = to_bigint(length, "log length")?;
-        let rows = pooled
-            .get()
-            .client
-            .query(
-                &read_statement,
-                &[
-                    &scope.0,
-                    &from_number,
-                    &length_number,
-                    &event_types,
-                    &filter.public_only,
-                    &event_source,
-                    &limit_of(limit),
-                ],
-            )
-            .await
-            .map_err(|error| pooled.fail(error))?;
         let mut decoder = EventDecoder::default();
-        let events = rows
-            .iter()
-            .map(|row| decoder.decode(row, 0))
-            .collect::<StoreResult<Vec<_>>>()?;
-        let next = match events.last() {
-            Some(last) if events.len() >= limit => last.sequence_number + 1,
-            _ => length,
+        let mut events = Vec::new();
+        // The log is read in windows of sequence numbers, so that a query never scans more
+        // than its window whatever plan the server picks; a filter that keeps few events makes
+        // the windows grow, and a page may end before the log does (`next` says where).
+        let mut cursor = from;
+        let mut window = (limit as u64).clamp(MIN_READ_WINDOW, MAX_READ_WINDOW);
+        let mut looked_at = 0;
+        let next = loop {
+            let end = length.min(cursor.saturating_add(window));
+            let wanted = limit - events.len();
+            let rows = pooled
+                .get()
+                .client
+                .query(
+                    &read_statement,
+                    &[
+                        &scope.0,
+                        &to_bigint(cursor, "sequence number")?,
+                        &to_bigint(end, "sequence number")?,
+                        &event_types,
+                        &filter.public_only,
+                        &event_source,
+                        &limit_of(wanted),
+                    ],
+                )
+                .await
+                .map_err(|error| pooled.fail(error))?;
+            for row in &rows {
+                events.push(decoder.decode(row, 0)?);
+            }
+            if rows.len() >= wanted {
+                match events.last() {
+                    Some(last) => break last.sequence_number + 1,
+                    None => break end,
+                }
+            }
+            looked_at += end - cursor;
+            cursor = end;
+            if cursor >= length || looked_at >= MAX_LOOKED_AT_PER_READ {
+                break cursor;
+            }
+            window = (window * 2).min(MAX_READ_WINDOW);
         };
         Ok(LogPage { events, next })
     }
@@ -523,47 +547,84 @@ impl EventStore for PostgresEventStore {
         partition: Option<&PartitionId>,
         limit: usize,
     ) -> StoreResult<Vec<StreamEvent>> {
-        let from = to_bigint(from, "the stream position to read from")?;
-        let limit = limit_of(limit);
         let mut pooled = self.connection().await?;
-        let sql = if partition.is_some() {
-            READ_STREAM_PARTITION
-        } else {
-            READ_STREAM
-        };
-        let statement = match pooled.get().statement(sql).await {
-            Ok(statement) => statement,
-            Err(error) => return Err(pooled.fail_store(error)),
-        };
-        let client = &pooled.get().client;
-        let result = match partition {
-            Some(partition) => {
-                client
-                    .query(
-                        &statement,
-                        &[&scope.0, &stream.0, &from, &limit, &partition.as_str()],
-                    )
-                    .await
-            }
-            None => {
-                client
-                    .query(&statement, &[&scope.0, &stream.0, &from, &limit])
-                    .await
+        let statements = (
+            pooled.get().statement(STREAM_LENGTH).await,
+            pooled.get().statement(READ_STREAM).await,
+            pooled.get().statement(READ_STREAM_PARTITION).await,
+        );
+        let (length_statement, read_statement, partition_statement) = match statements {
+            (Ok(length), Ok(read), Ok(partition)) => (length, read, partition),
+            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+                return Err(pooled.fail_store(error));
             }
         };
-        let rows = result.map_err(|error| pooled.fail(error))?;
+        let length: i64 = match pooled
+            .get()
+            .client
+            .query_opt(&length_statement, &[&scope.0, &stream.0])
+            .await
+        {
+            Ok(Some(row)) => row.try_get(0).map_err(|error| pooled.fail(error))?,
+            Ok(None) => 0,
+            Err(error) => return Err(pooled.fail(error)),
+        };
+        let length = from_bigint(length, "stream length")?;
         let mut decoder = EventDecoder::default();
-        rows.iter()
-            .map(|row| {
+        let mut events = Vec::new();
+        // Positions are gapless, so reading all partitions needs one window of `limit`
+        // positions; one partition is read in growing windows until the page is full or the
+        // stream ends (see `read_log`).
+        let mut cursor = from;
+        let mut window = match partition {
+            None => limit as u64,
+            Some(_) => (limit as u64).clamp(MIN_READ_WINDOW, MAX_READ_WINDOW),
+        };
+        while cursor < length && events.len() < limit {
+            let end = length.min(cursor.saturating_add(window));
+            let wanted = limit_of(limit - events.len());
+            let start = to_bigint(cursor, "stream position")?;
+            let stop = to_bigint(end, "stream position")?;
+            let client = &pooled.get().client;
+            let result = match partition {
+                Some(partition) => {
+                    client
+                        .query(
+                            &partition_statement,
+                            &[
+                                &scope.0,
+                                &stream.0,
+                                &start,
+                                &wanted,
+                                &stop,
+                                &partition.as_str(),
+                            ],
+                        )
+                        .await
+                }
+                None => {
+                    client
+                        .query(
+                            &read_statement,
+                            &[&scope.0, &stream.0, &start, &wanted, &stop],
+                        )
+                        .await
+                }
+            };
+            let rows = result.map_err(|error| pooled.fail(error))?;
+            for row in &rows {
                 let position: i64 = row.try_get(0).map_err(error::store_error)?;
                 let partition: String = row.try_get(1).map_err(error::store_error)?;
-                Ok(StreamEvent {
+                events.push(StreamEvent {
                     position: from_bigint(position, "stream position")?,
                     partition: PartitionId(partition),
                     event: decoder.decode(row, 2)?,
-                })
-            })
-            .collect()
+                });
+            }
+            cursor = end;
+            window = (window * 2).min(MAX_READ_WINDOW);
+        }
+        Ok(events)
     }
 
     fn watch_stream(&self, scope: ScopeId, stream: StreamId) -> watch::Receiver<StreamPosition> {

@@ -40,7 +40,7 @@ CREATE TABLE events (
     CONSTRAINT events_one_event_per_sequence_number PRIMARY KEY (scope, sequence_number)
 );
 CREATE INDEX events_by_aggregate
-    ON events (aggregate_root, event_source, aggregate_version)
+    ON events (aggregate_root, event_source, scope, aggregate_version)
     WHERE aggregate_root IS NOT NULL;
 CREATE TABLE log_lengths (
     scope uuid PRIMARY KEY,

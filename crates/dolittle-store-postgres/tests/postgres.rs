@@ -302,3 +302,90 @@ async fn an_event_written_behind_the_appenders_back_makes_the_commit_fail_loudly
     let third: String = rows[2].get(1);
     assert_eq!(third, "{\"intruder\":true}");
 }
+
+/// Reads go through the log and streams in windows of positions (so that no query scans more
+/// than its window); a page that keeps few events still reaches them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_keep_few_events_of_a_long_log_or_stream_find_them_all() {
+    use dolittle_store::conformance::{event, event_type, read_filtered_log};
+    use dolittle_store::{ProcessorKey, ProcessorKind, StreamEntry, StreamProcessorState};
+    use dolittle_types::{EventProcessorId, PartitionId, StreamId};
+
+    let database = TestDatabase::create("windows").await;
+    let store: dolittle_store::SharedEventStore = std::sync::Arc::new(
+        PostgresEventStore::connect(database.config("tenant"))
+            .await
+            .expect("connecting"),
+    );
+    let rare_positions = [10_u64, 1500, 4000, 4999];
+    let batch: Vec<_> = (0..5000_u64)
+        .map(|number| {
+            let kind = if rare_positions.contains(&number) {
+                2
+            } else {
+                1
+            };
+            event("source", event_type(kind, 1), false, &format!("{number}"))
+        })
+        .collect();
+    store
+        .commit(batch, &execution_context())
+        .await
+        .expect("committing");
+    let rare = LogFilter {
+        event_types: Some(vec![event_type(2, 1).id]),
+        ..LogFilter::default()
+    };
+    for limit in [1, 3, 100] {
+        let found: Vec<u64> = read_filtered_log(&store, ScopeId::DEFAULT, &rare, limit)
+            .await
+            .iter()
+            .map(|event| event.sequence_number)
+            .collect();
+        assert_eq!(found, rare_positions, "with pages of {limit}");
+    }
+
+    let stream = StreamId::new_random();
+    let entries: Vec<StreamEntry> = (0..5000_u64)
+        .map(|number| StreamEntry {
+            partition: PartitionId::from(if rare_positions.contains(&number) {
+                "rare"
+            } else {
+                "common"
+            }),
+            sequence_number: number,
+        })
+        .collect();
+    let filter = ProcessorKey {
+        kind: ProcessorKind::Filter,
+        scope: ScopeId::DEFAULT,
+        processor: EventProcessorId::new_random(),
+    };
+    let length = store
+        .append_to_stream(
+            ScopeId::DEFAULT,
+            stream,
+            entries,
+            &filter,
+            &StreamProcessorState::default(),
+        )
+        .await
+        .expect("appending");
+    assert_eq!(length, 5000);
+    let partition = PartitionId::from("rare");
+    let read = store
+        .read_stream(ScopeId::DEFAULT, stream, 11, Some(&partition), 10)
+        .await
+        .expect("reading a partition");
+    let positions: Vec<u64> = read.iter().map(|entry| entry.position).collect();
+    assert_eq!(positions, vec![1500, 4000, 4999]);
+    assert_eq!(read[1].event.content, "4000");
+    let all = store
+        .read_stream(ScopeId::DEFAULT, stream, 4990, None, 100)
+        .await
+        .expect("reading all partitions");
+    assert_eq!(
+        all.iter().map(|entry| entry.position).collect::<Vec<_>>(),
+        (4990..5000).collect::<Vec<_>>()
+    );
+}
