@@ -25,6 +25,7 @@ mod writer;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
@@ -79,12 +80,14 @@ impl SqliteEventStore {
         let lengths = Lengths::load(&connection)?;
         let watchers = Arc::new(Watchers::new(lengths.logs(), lengths.streams()));
         let checkpointer_connection = schema::open_checkpointer(&path)?;
-        let (checkpoint_signals, checkpoint_receiver) = mpsc::sync_channel(1);
+        let commits = Arc::new(AtomicU64::new(0));
+        let (checkpointer_stop, checkpointer_stopped) = mpsc::channel();
         let writer = Writer::new(
             connection,
             lengths,
             Arc::clone(&watchers),
-            checkpoint_signals,
+            Arc::clone(&commits),
+            checkpointer_stop,
         )?;
         let (requests, request_receiver) = mpsc::channel();
         let spawn_failed = |error: std::io::Error| {
@@ -96,7 +99,7 @@ impl SqliteEventStore {
             .map_err(spawn_failed)?;
         let checkpointer_thread = std::thread::Builder::new()
             .name("dolittle-sqlite-checkpointer".to_owned())
-            .spawn(move || checkpoint::run(checkpointer_connection, checkpoint_receiver))
+            .spawn(move || checkpoint::run(checkpointer_connection, commits, checkpointer_stopped))
             .map_err(spawn_failed)?;
         tracing::debug!(path = %path.display(), "opened the event store");
         Ok(Self {

@@ -22,8 +22,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use dolittle_store::{
@@ -186,7 +186,10 @@ pub(crate) struct Writer {
     /// When the writer may next try to finish a checkpoint.
     next_checkpoint: Instant,
     watchers: Arc<Watchers>,
-    checkpoints: SyncSender<()>,
+    /// Counts the groups written, for the checkpointer to see when writes come and stop.
+    commits: Arc<AtomicU64>,
+    /// Dropped with the writer, which tells the checkpointer to stop.
+    _checkpointer_stop: Sender<()>,
 }
 
 impl Writer {
@@ -194,7 +197,8 @@ impl Writer {
         mut connection: Connection,
         lengths: Lengths,
         watchers: Arc<Watchers>,
-        checkpoints: SyncSender<()>,
+        commits: Arc<AtomicU64>,
+        checkpointer_stop: Sender<()>,
     ) -> StoreResult<Self> {
         let wal_frames = Arc::new(AtomicI64::new(0));
         let hook_frames = Arc::clone(&wal_frames);
@@ -217,7 +221,8 @@ impl Writer {
             wal_frames,
             next_checkpoint: Instant::now(),
             watchers,
-            checkpoints,
+            commits,
+            _checkpointer_stop: checkpointer_stop,
         })
     }
 
@@ -233,8 +238,7 @@ impl Writer {
                 }
             }
             self.write_group(group);
-            // A full channel means the checkpointer already has a signal waiting.
-            let _ = self.checkpoints.try_send(());
+            self.commits.fetch_add(1, Ordering::Relaxed);
             if self.wal_frames.load(Ordering::Relaxed) >= WAL_RESTART_FRAMES
                 && Instant::now() >= self.next_checkpoint
             {
