@@ -119,6 +119,49 @@ impl<P: ReverseCallProtocol> HeadConnection<P> {
         }
     }
 
+    /// Sends a request now and returns the future of its response, so that a caller can write
+    /// many requests in a fixed order and await their responses later (the event horizon keeps
+    /// several events in flight this way; polling many [`Self::call`] futures at once would not
+    /// keep their order on the wire).
+    pub async fn send_request(
+        &self,
+        mut request: P::Request,
+        execution_context: &ExecutionContext,
+    ) -> Result<
+        impl std::future::Future<Output = Result<P::Response, CallError>> + Send + 'static,
+        CallError,
+    > {
+        let call_id = Uuid::new_v4();
+        let call_id_bytes = call_id.to_bytes_le().to_vec();
+        let (sender, receiver) = oneshot::channel();
+        self.lock_pending().insert(call_id_bytes.clone(), sender);
+        P::set_request_context(
+            &mut request,
+            ReverseCallRequestContext {
+                call_id: Some(dolittle_contracts::protobuf::Uuid::from(call_id)),
+                execution_context: Some(execution_context.clone().into()),
+            },
+        );
+        if self.outgoing.send(Ok(P::request(request))).await.is_err() {
+            self.lock_pending().remove(&call_id_bytes);
+            return Err(CallError::Disconnected);
+        }
+        let cancelled = self.cancelled.clone();
+        let pending = self.pending.clone();
+        Ok(async move {
+            tokio::select! {
+                response = receiver => response.map_err(|_| CallError::Disconnected),
+                () = cancelled.cancelled() => {
+                    pending
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .remove(&call_id_bytes);
+                    Err(CallError::Disconnected)
+                }
+            }
+        })
+    }
+
     /// Writes a message that is not a request (the event horizon's subscription response).
     pub async fn send(&self, message: P::ServerMessage) -> Result<(), CallError> {
         self.outgoing

@@ -592,3 +592,53 @@ async fn subscriptions_resume_when_the_consumer_restarts_without_a_head_asking_a
     consumer.stop().await;
     producer.stop().await;
 }
+
+#[tokio::test]
+async fn a_large_backlog_crosses_complete_and_in_order() {
+    let (producer_dir, consumer_dir) = (
+        tempfile::tempdir().expect("dir"),
+        tempfile::tempdir().expect("dir"),
+    );
+    let (producer, consumer) = start_pair(
+        &[ConsentLine::standard()],
+        producer_dir.path(),
+        consumer_dir.path(),
+    )
+    .await;
+    let _filter = PublicFilter::register(producer.channel().await, PRODUCER).await;
+    for batch in 0..10 {
+        let events: Vec<_> = (0..100)
+            .map(|n| event(PARTITION, true, batch * 100 + n))
+            .collect();
+        commit(
+            producer.channel().await,
+            PRODUCER,
+            TenantId::DEVELOPMENT,
+            events,
+        )
+        .await;
+    }
+    let producer_store = producer.store(TenantId::DEVELOPMENT);
+    wait_for_public_stream(&producer_store, 1000).await;
+    let response = subscribe(
+        consumer.channel().await,
+        TenantId::DEVELOPMENT,
+        TenantId::DEVELOPMENT,
+        PARTITION,
+    )
+    .await;
+    assert!(response.failure.is_none(), "{:?}", response.failure);
+    let received = wait_for_scope(&consumer.store(TenantId::DEVELOPMENT), SCOPE, 1000).await;
+    let external: Vec<u64> = received
+        .iter()
+        .map(|event| {
+            event
+                .event_horizon
+                .expect("metadata")
+                .external_sequence_number
+        })
+        .collect();
+    assert_eq!(external, (0..1000).collect::<Vec<u64>>());
+    consumer.stop().await;
+    producer.stop().await;
+}

@@ -601,6 +601,13 @@ impl SubscriptionTask {
             }
         }
         let stored = events.len();
+        tracing::debug!(
+            from = state.position,
+            to = position,
+            stored,
+            first = events.first().map(|event| event.event.sequence_number),
+            "storing received events"
+        );
         if position != state.position {
             let new_state = SubscriptionState {
                 position,

@@ -151,55 +151,60 @@ impl Subscription<'_> {
         let mut position = request.position;
         let mut in_flight = FuturesOrdered::new();
         let cancelled = self.connection.cancellation().clone();
+        // The stream length of the last read that reached the end of what was there; reading
+        // again is only worth it when the stream has grown since.
+        let mut read_to_length = None;
         loop {
             let mut read_something = false;
-            if in_flight.len() < EVENTS_IN_FLIGHT && public {
-                // Mark the length seen before reading, so an append during the read wakes us.
-                let seen_length = *length.borrow_and_update();
-                if seen_length > position {
-                    let wanted = EVENTS_IN_FLIGHT - in_flight.len();
-                    let events = store
-                        .read_stream(
-                            ScopeId::DEFAULT,
-                            request.stream,
-                            position,
-                            Some(&request.partition),
-                            wanted,
-                        )
+            // Mark the length seen before reading, so an append during the read wakes us.
+            let seen_length = *length.borrow_and_update();
+            if in_flight.len() < EVENTS_IN_FLIGHT
+                && public
+                && seen_length > position
+                && read_to_length != Some(seen_length)
+            {
+                let wanted = EVENTS_IN_FLIGHT - in_flight.len();
+                let events = store
+                    .read_stream(
+                        ScopeId::DEFAULT,
+                        request.stream,
+                        position,
+                        Some(&request.partition),
+                        wanted,
+                    )
+                    .await
+                    .map_err(SubscriptionError::Store)?;
+                if events.len() < wanted {
+                    read_to_length = Some(seen_length);
+                }
+                for stream_event in events {
+                    position = stream_event.position + 1;
+                    read_something = true;
+                    let mut event = stream_event.event;
+                    if !event.public {
+                        // Public filters only see public events; this guards the rule.
+                        tracing::warn!(
+                            sequence_number = event.sequence_number,
+                            stream = %request.stream,
+                            "a private event in a public stream is not sent"
+                        );
+                        continue;
+                    }
+                    event.execution_context.claims.clear();
+                    let message = ConsumerRequest {
+                        call_context: None,
+                        event: Some(EventHorizonEvent {
+                            stream_sequence_number: stream_event.position,
+                            event: Some(event.into()),
+                        }),
+                    };
+                    // Written here, in stream order; only the responses are awaited later.
+                    let response = self
+                        .connection
+                        .send_request(message, &request_context)
                         .await
-                        .map_err(SubscriptionError::Store)?;
-                    let complete = events.len() < wanted;
-                    for stream_event in events {
-                        position = stream_event.position + 1;
-                        let mut event = stream_event.event;
-                        if !event.public {
-                            // Public filters only see public events; this guards the rule.
-                            tracing::warn!(
-                                sequence_number = event.sequence_number,
-                                stream = %request.stream,
-                                "a private event in a public stream is not sent"
-                            );
-                            continue;
-                        }
-                        event.execution_context.claims.clear();
-                        let message = ConsumerRequest {
-                            call_context: None,
-                            event: Some(EventHorizonEvent {
-                                stream_sequence_number: stream_event.position,
-                                event: Some(event.into()),
-                            }),
-                        };
-                        let connection = self.connection.clone();
-                        let request_context = request_context.clone();
-                        in_flight.push_back(async move {
-                            connection.call(message, &request_context).await
-                        });
-                        read_something = true;
-                    }
-                    if complete {
-                        // Everything of this partition below the length seen has been read.
-                        position = position.max(seen_length);
-                    }
+                        .map_err(|_| SubscriptionError::Cancelled)?;
+                    in_flight.push_back(response);
                 }
             }
             if read_something {

@@ -707,3 +707,101 @@ impl EventHandler {
         events
     }
 }
+
+/// The real `dolittle-runtime` binary, started in a working folder with its `.dolittle/` files.
+pub struct Process {
+    pub private: SocketAddr,
+    pub public: SocketAddr,
+    pub metrics: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Process {
+    /// Starts the binary on the given ports and waits until its private endpoint accepts.
+    pub async fn start(
+        working_dir: &Path,
+        microservice: MicroserviceId,
+        private_port: u16,
+        public_port: u16,
+        metrics_port: u16,
+    ) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(working_dir.join("runtime.log"))
+            .expect("open log");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_dolittle-runtime"))
+            .current_dir(working_dir)
+            .args([
+                "--private-port",
+                &private_port.to_string(),
+                "--public-port",
+                &public_port.to_string(),
+                "--metrics-port",
+                &metrics_port.to_string(),
+                "--microservice-id",
+                &microservice.to_string(),
+            ])
+            .env(
+                "RUST_LOG",
+                std::env::var("HORIZON_TEST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dolittle-runtime");
+        let address =
+            |port: u16| -> SocketAddr { format!("127.0.0.1:{port}").parse().expect("address") };
+        let process = Self {
+            private: address(private_port),
+            public: address(public_port),
+            metrics: address(metrics_port),
+            child,
+        };
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        while tokio::net::TcpStream::connect(process.private)
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the runtime did not start listening (see runtime.log in {})",
+                working_dir.display()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        process
+    }
+
+    /// Kills the process with SIGKILL: no shutdown, no flushing.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The embedded store file of a tenant under a working folder (the default place).
+pub fn store_path(working_dir: &Path, tenant: TenantId) -> PathBuf {
+    working_dir
+        .join(".dolittle")
+        .join("data")
+        .join(format!("{tenant}.db"))
+}
+
+/// Opens a tenant's embedded store of a Runtime that is not running.
+pub async fn open_store(working_dir: &Path, tenant: TenantId) -> SharedEventStore {
+    let path = store_path(working_dir, tenant);
+    let store =
+        tokio::task::spawn_blocking(move || dolittle_store_sqlite::SqliteEventStore::open(&path))
+            .await
+            .expect("open task")
+            .expect("store opens");
+    std::sync::Arc::new(store)
+}

@@ -1,0 +1,211 @@
+//! Two real Runtime processes on loopback, killed with SIGKILL mid-stream several times, the
+//! producer and then the consumer (issue 10, item 12): afterwards the consumer's scoped event log
+//! equals the producer's public partition exactly (same events, same order, no gap, no
+//! duplicate), and a scoped event handler at the consumer has seen every event, again only
+//! across a consumer crash.
+
+mod horizon;
+
+use std::collections::BTreeSet;
+
+use dolittle_types::{EventProcessorId, ScopeId, TenantId, Uuid};
+use horizon::*;
+
+const HANDLER: EventProcessorId =
+    EventProcessorId(Uuid::from_u128(0x4a4a4a4a_0000_4000_8000_000000000002));
+const ROUNDS: usize = 3;
+/// Batches committed between two kills, each with 8 public events of the subscribed partition,
+/// one private event of it and one public event of another partition.
+const BATCHES: u64 = 25;
+
+async fn commit_batches(producer: &Process, first: u64) -> u64 {
+    let channel = connect(producer.private).await;
+    let mut n = first;
+    for _ in 0..BATCHES {
+        let mut events = Vec::new();
+        for _ in 0..8 {
+            events.push(event(PARTITION, true, n));
+            n += 1;
+        }
+        events.push(event(PARTITION, false, n));
+        n += 1;
+        events.push(event(OTHER_PARTITION, true, n));
+        n += 1;
+        commit(channel.clone(), PRODUCER, TenantId::DEVELOPMENT, events).await;
+    }
+    n
+}
+
+/// Collects what a handler registration sees, checking it never sees an event twice.
+fn collect(handler: &mut EventHandler, seen: &mut BTreeSet<u64>, this_run: &mut BTreeSet<u64>) {
+    while let Ok((tenant, event)) = handler.handled.try_recv() {
+        assert_eq!(tenant, TenantId::DEVELOPMENT);
+        assert!(
+            this_run.insert(event.sequence_number),
+            "event {} handled twice by one registration",
+            event.sequence_number
+        );
+        seen.insert(event.sequence_number);
+    }
+}
+
+#[tokio::test]
+async fn killing_either_runtime_mid_stream_neither_duplicates_nor_skips() {
+    let producer_dir = tempfile::tempdir().expect("dir");
+    let consumer_dir = tempfile::tempdir().expect("dir");
+    let producer_ports = (free_port(), free_port(), free_port());
+    let consumer_ports = (free_port(), free_port(), free_port());
+    write_files(
+        producer_dir.path(),
+        &Setup {
+            tenants: &[TenantId::DEVELOPMENT],
+            producers: &[],
+            consents: &[ConsentLine::standard()],
+        },
+    );
+    write_files(
+        consumer_dir.path(),
+        &Setup {
+            tenants: &[TenantId::DEVELOPMENT],
+            producers: &[(PRODUCER, producer_ports.1)],
+            consents: &[],
+        },
+    );
+    let start_producer = || {
+        Process::start(
+            producer_dir.path(),
+            PRODUCER,
+            producer_ports.0,
+            producer_ports.1,
+            producer_ports.2,
+        )
+    };
+    let start_consumer = || {
+        Process::start(
+            consumer_dir.path(),
+            CONSUMER,
+            consumer_ports.0,
+            consumer_ports.1,
+            consumer_ports.2,
+        )
+    };
+
+    let mut producer = start_producer().await;
+    let mut filter = PublicFilter::register(connect(producer.private).await, PRODUCER).await;
+    let mut consumer = start_consumer().await;
+    let response = subscribe(
+        connect(consumer.private).await,
+        TenantId::DEVELOPMENT,
+        TenantId::DEVELOPMENT,
+        PARTITION,
+    )
+    .await;
+    assert!(response.failure.is_none(), "{:?}", response.failure);
+    let mut handler =
+        EventHandler::register(connect(consumer.private).await, CONSUMER, HANDLER, SCOPE).await;
+    let mut seen = BTreeSet::new();
+    let mut this_run = BTreeSet::new();
+
+    let mut next = 0;
+    for _ in 0..ROUNDS {
+        next = commit_batches(&producer, next).await;
+        producer.kill();
+        drop(filter);
+        producer = start_producer().await;
+        filter = PublicFilter::register(connect(producer.private).await, PRODUCER).await;
+
+        next = commit_batches(&producer, next).await;
+        collect(&mut handler, &mut seen, &mut this_run);
+        consumer.kill();
+        drop(handler);
+        consumer = start_consumer().await;
+        handler =
+            EventHandler::register(connect(consumer.private).await, CONSUMER, HANDLER, SCOPE).await;
+        this_run.clear();
+    }
+
+    // Everything committed reaches the consumer without anyone asking again.
+    let expected = (ROUNDS as u64) * 2 * BATCHES * 8;
+    while (seen.len() as u64) < expected {
+        let Ok(Some((tenant, event))) =
+            tokio::time::timeout(PATIENCE, handler.handled.recv()).await
+        else {
+            drop(handler);
+            drop(filter);
+            consumer.kill();
+            producer.kill();
+            let public_store = open_store(producer_dir.path(), TenantId::DEVELOPMENT).await;
+            let consumer_store = open_store(consumer_dir.path(), TenantId::DEVELOPMENT).await;
+            let state = consumer_store
+                .get_subscription_state(&subscription_key(PARTITION))
+                .await;
+            let public = read_public_partition(&public_store, PARTITION).await;
+            let scoped: BTreeSet<u64> = read_scope(&consumer_store, SCOPE)
+                .await
+                .iter()
+                .filter_map(|event| event.event_horizon.map(|m| m.external_sequence_number))
+                .collect();
+            let missing: Vec<(u64, u64)> = public
+                .iter()
+                .filter(|event| !scoped.contains(&event.event.sequence_number))
+                .map(|event| (event.position, event.event.sequence_number))
+                .collect();
+            let _ = (producer_dir.keep(), consumer_dir.keep());
+            panic!(
+                "only {} of {expected} events handled in time; public partition {}, scoped log \
+                 {}, subscription state {state:?}; missing (position, sequence number): \
+                 {missing:?}",
+                seen.len(),
+                public.len(),
+                scoped.len(),
+            );
+        };
+        assert_eq!(tenant, TenantId::DEVELOPMENT);
+        assert!(
+            this_run.insert(event.sequence_number),
+            "handled twice in one run"
+        );
+        seen.insert(event.sequence_number);
+    }
+    assert_eq!(
+        seen,
+        (0..expected).collect(),
+        "the scoped handler saw every event"
+    );
+    drop(handler);
+    drop(filter);
+    consumer.kill();
+    producer.kill();
+
+    let public = read_public_partition(
+        &open_store(producer_dir.path(), TenantId::DEVELOPMENT).await,
+        PARTITION,
+    )
+    .await;
+    let consumer_store = open_store(consumer_dir.path(), TenantId::DEVELOPMENT).await;
+    let scoped = read_scope(&consumer_store, SCOPE).await;
+    assert_eq!(public.len() as u64, expected, "the public filter caught up");
+    assert_eq!(scoped.len(), public.len(), "no event missing or duplicated");
+    for (index, (received, source)) in scoped.iter().zip(&public).enumerate() {
+        assert_eq!(received.sequence_number, index as u64);
+        let metadata = received.event_horizon.expect("metadata");
+        assert_eq!(
+            metadata.external_sequence_number,
+            source.event.sequence_number
+        );
+        assert_eq!(received.content, source.event.content);
+        assert_eq!(received.event_source, source.event.event_source);
+        assert!(received.public);
+    }
+    assert!(
+        read_scope(&consumer_store, ScopeId::DEFAULT)
+            .await
+            .is_empty()
+    );
+    let state = consumer_store
+        .get_subscription_state(&subscription_key(PARTITION))
+        .await
+        .expect("state")
+        .expect("stored");
+    assert_eq!(state.position, public.last().expect("events").position + 1);
+}
