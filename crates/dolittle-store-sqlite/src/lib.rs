@@ -1,19 +1,20 @@
 //! The embedded SQLite backend of the event store: one database file per tenant.
 //!
 //! [`SqliteEventStore::open`] opens (or creates) a tenant's file and starts two threads: the
-//! writer, which owns the only writing connection and commits concurrent requests in groups
-//! (one transaction and one sync per group, see [`writer`]), and the checkpointer, which keeps
-//! WAL checkpoints off the commit path (see [`checkpoint`]). Reads run on their own connections
-//! on tokio's blocking threads, so they never wait for the writer and async code never waits for
-//! the disk. A lock file beside the database (`<file>.lock`) keeps a second store, in this
-//! process or another, from writing to the same file.
+//! writer, which owns the only writing connection and commits concurrent requests in groups (one
+//! transaction and one sync per group, see the `writer` module), and the checkpointer, which
+//! keeps WAL checkpoints off the commit path (see the `checkpoint` module). Reads run on their
+//! own connections on tokio's blocking threads, so they never wait for the writer and async code
+//! never waits for the disk. A lock file beside the database (`<file>.lock`) keeps a second
+//! store, in this process or another, from writing to the same file.
 //!
 //! Durability: an acknowledged commit of events (and of definitions and stream appends) has been
 //! synced to disk (`synchronous=FULL` in WAL mode) and survives power loss. Processor states,
 //! subscription states and read-model changes are written with weaker durability: a crash may
 //! lose the last of them, so an event may be processed again, but never skipped.
 //!
-//! Dropping the store stops the writer after it has written every queued request.
+//! Dropping the store stops the writer after it has written every queued request; the drop
+//! waits for that (and for a last checkpoint), so it may block for some milliseconds.
 
 mod checkpoint;
 mod codec;
