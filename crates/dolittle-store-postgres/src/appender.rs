@@ -4,10 +4,10 @@
 //! never later find a new event below N. A PostgreSQL sequence hands numbers out in start order,
 //! not commit order, and a counter row updated by many connections serializes them one commit
 //! at a time. So one task per store owns the log: it takes every commit request waiting in its
-//! channel, numbers the events in memory, writes the whole group in ONE transaction with one
-//! `INSERT ... SELECT FROM unnest(...)` per table (the statements pipelined, so a group costs
-//! about one round trip and one WAL flush), sends ONE notification, and replies to each request
-//! through its oneshot.
+//! channel, numbers the events in memory, writes the whole group in ONE statement (one
+//! `INSERT ... SELECT FROM unnest(...)` per table in data-modifying `WITH`s, so a group costs one
+//! round trip, one implicit transaction and one WAL flush), sends ONE notification, and replies
+//! to each request through its oneshot.
 //!
 //! Only one process may append to a log: the appender holds a session-level advisory lock on
 //! its own connection and refuses to write ([`StoreError::ConcurrentWriter`]) when another
@@ -27,7 +27,6 @@ use dolittle_types::{
     CommittedEvent, EventHorizonMetadata, EventSourceId, ExecutionContext, ScopeId, StreamId,
     StreamPosition, Timestamp, UncommittedAggregateEvents, UncommittedEvent, Uuid,
 };
-use futures::future::try_join_all;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -132,53 +131,53 @@ impl Reply {
     }
 }
 
-const INSERT_EVENTS: &str = "INSERT INTO events (scope, sequence_number, occurred, event_source, \
-     event_type, event_type_generation, public, content, execution_context, aggregate_root, \
-     aggregate_version, external_sequence_number, received, consent) \
-     SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::uuid[], \
-     $6::bigint[], $7::boolean[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], \
-     $12::bigint[], $13::bigint[], $14::uuid[])";
-const UPSERT_LOG_LENGTHS: &str = "INSERT INTO log_lengths (scope, length) \
-     SELECT * FROM unnest($1::uuid[], $2::bigint[]) \
-     ON CONFLICT (scope) DO UPDATE SET length = excluded.length";
-const UPSERT_AGGREGATES: &str = "INSERT INTO aggregates (aggregate_root, event_source, version) \
-     SELECT * FROM unnest($1::uuid[], $2::text[], $3::bigint[]) \
-     ON CONFLICT (aggregate_root, event_source) DO UPDATE SET version = excluded.version";
+/// Writes a whole group in ONE statement, so in one implicit transaction and one round trip:
+/// every data-modifying `WITH` runs exactly once, whether or not anything reads its output, and
+/// an empty array writes nothing. The group's one notification is sent when it commits.
+const WRITE_GROUP: &str = "WITH new_events AS ( \
+       INSERT INTO events (scope, sequence_number, occurred, event_source, event_type, \
+       event_type_generation, public, content, execution_context, aggregate_root, \
+       aggregate_version, external_sequence_number, received, consent) \
+       SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::uuid[], \
+       $6::bigint[], $7::boolean[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], \
+       $12::bigint[], $13::bigint[], $14::uuid[]) \
+     ), new_log_lengths AS ( \
+       INSERT INTO log_lengths (scope, length) SELECT * FROM unnest($15::uuid[], $16::bigint[]) \
+       ON CONFLICT (scope) DO UPDATE SET length = excluded.length \
+     ), new_aggregate_versions AS ( \
+       INSERT INTO aggregates (aggregate_root, event_source, version) \
+       SELECT * FROM unnest($17::uuid[], $18::text[], $19::bigint[]) \
+       ON CONFLICT (aggregate_root, event_source) DO UPDATE SET version = excluded.version \
+     ), new_stream_entries AS ( \
+       INSERT INTO stream_entries (scope, stream, position, partition, sequence_number) \
+       SELECT * FROM unnest($20::uuid[], $21::uuid[], $22::bigint[], $23::text[], \
+       $24::bigint[]) \
+     ), new_stream_lengths AS ( \
+       INSERT INTO stream_lengths (scope, stream, length) \
+       SELECT * FROM unnest($25::uuid[], $26::uuid[], $27::bigint[]) \
+       ON CONFLICT (scope, stream) DO UPDATE SET length = excluded.length \
+     ), new_processor_states AS ( \
+       INSERT INTO processor_states (kind, scope, processor, state) \
+       SELECT * FROM unnest($28::text[], $29::uuid[], $30::uuid[], $31::text[]) \
+       ON CONFLICT (kind, scope, processor) DO UPDATE SET state = excluded.state \
+     ), new_subscription_states AS ( \
+       INSERT INTO subscription_states \
+       (producer_microservice, producer_tenant, stream, partition, scope, state) \
+       SELECT * FROM unnest($32::uuid[], $33::uuid[], $34::uuid[], $35::text[], $36::uuid[], \
+       $37::text[]) \
+       ON CONFLICT (producer_microservice, producer_tenant, stream, partition, scope) \
+       DO UPDATE SET state = excluded.state \
+     ) \
+     SELECT pg_notify($38, $39)";
 const SELECT_AGGREGATES: &str = "SELECT a.aggregate_root, a.event_source, a.version \
      FROM aggregates a JOIN unnest($1::uuid[], $2::text[]) AS wanted (aggregate_root, event_source) \
      ON a.aggregate_root = wanted.aggregate_root AND a.event_source = wanted.event_source";
-const INSERT_STREAM_ENTRIES: &str = "INSERT INTO stream_entries \
-     (scope, stream, position, partition, sequence_number) \
-     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::bigint[])";
-const UPSERT_STREAM_LENGTHS: &str = "INSERT INTO stream_lengths (scope, stream, length) \
-     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) \
-     ON CONFLICT (scope, stream) DO UPDATE SET length = excluded.length";
-pub(crate) const UPSERT_PROCESSOR_STATES: &str = "INSERT INTO processor_states \
-     (kind, scope, processor, state) \
-     SELECT * FROM unnest($1::text[], $2::uuid[], $3::uuid[], $4::text[]) \
-     ON CONFLICT (kind, scope, processor) DO UPDATE SET state = excluded.state";
-const UPSERT_SUBSCRIPTION_STATES: &str = "INSERT INTO subscription_states \
-     (producer_microservice, producer_tenant, stream, partition, scope, state) \
-     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::uuid[], \
-     $6::text[]) \
-     ON CONFLICT (producer_microservice, producer_tenant, stream, partition, scope) \
-     DO UPDATE SET state = excluded.state";
-const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// The appender's connection, holding the writer lock, and what it knows of the database.
 struct Writer {
     client: Client,
-    begin: Statement,
-    commit: Statement,
-    insert_events: Statement,
-    upsert_log_lengths: Statement,
-    upsert_aggregates: Statement,
+    write_group: Statement,
     select_aggregates: Statement,
-    insert_stream_entries: Statement,
-    upsert_stream_lengths: Statement,
-    upsert_processor_states: Statement,
-    upsert_subscription_states: Statement,
-    notify: Statement,
     log_lengths: HashMap<ScopeId, u64>,
     stream_lengths: HashMap<(ScopeId, StreamId), u64>,
 }
@@ -284,19 +283,9 @@ impl Appender {
             .batch_execute("SET lock_timeout = 0")
             .await
             .map_err(store_error)?;
-        let prepare = |sql: &'static str| client.prepare(sql);
-        let statements = futures::try_join!(
-            prepare("BEGIN"),
-            prepare("COMMIT"),
-            prepare(INSERT_EVENTS),
-            prepare(UPSERT_LOG_LENGTHS),
-            prepare(UPSERT_AGGREGATES),
-            prepare(SELECT_AGGREGATES),
-            prepare(INSERT_STREAM_ENTRIES),
-            prepare(UPSERT_STREAM_LENGTHS),
-            prepare(UPSERT_PROCESSOR_STATES),
-            prepare(UPSERT_SUBSCRIPTION_STATES),
-            prepare(NOTIFY),
+        let (write_group, select_aggregates) = futures::try_join!(
+            client.prepare(WRITE_GROUP),
+            client.prepare(SELECT_AGGREGATES)
         )
         .map_err(store_error)?;
         let (logs, streams) = futures::try_join!(
@@ -326,32 +315,10 @@ impl Appender {
         for ((scope, stream), length) in &stream_lengths {
             self.watches.advance_stream(*scope, *stream, *length);
         }
-        let (
-            begin,
-            commit,
-            insert_events,
-            upsert_log_lengths,
-            upsert_aggregates,
-            select_aggregates,
-            insert_stream_entries,
-            upsert_stream_lengths,
-            upsert_processor_states,
-            upsert_subscription_states,
-            notify,
-        ) = statements;
         Ok(Writer {
             client,
-            begin,
-            commit,
-            insert_events,
-            upsert_log_lengths,
-            upsert_aggregates,
+            write_group,
             select_aggregates,
-            insert_stream_entries,
-            upsert_stream_lengths,
-            upsert_processor_states,
-            upsert_subscription_states,
-            notify,
             log_lengths,
             stream_lengths,
         })
@@ -416,16 +383,12 @@ impl Appender {
                     self.writer = None;
                     return Err(Failure::whole(store_error(error)));
                 }
-                // Whatever happened, the transaction is over; make sure the session is too.
-                let rolled_back = writer.client.batch_execute("ROLLBACK").await;
+                // The group was one statement, so its implicit transaction is over.
                 if is_unique_violation(&error) {
                     self.writer = None;
                     return Err(Failure::whole(StoreError::ConcurrentWriter(format!(
                         "a sequence number or stream position was already taken: {error}"
                     ))));
-                }
-                if rolled_back.is_err() {
-                    self.writer = None;
                 }
                 Err(Failure {
                     error: store_error(error),
@@ -617,7 +580,7 @@ async fn write_group(
     };
     let payload = notification_payload(schema, &logs, &streams);
 
-    let event_params: [&(dyn ToSql + Sync); 14] = [
+    let params: [&(dyn ToSql + Sync); 39] = [
         &events.scope,
         &events.sequence_number,
         &events.occurred,
@@ -632,68 +595,37 @@ async fn write_group(
         &events.external_sequence_number,
         &events.received,
         &events.consent,
-    ];
-    let log_params: [&(dyn ToSql + Sync); 2] = [&log_scopes, &log_lengths];
-    let aggregate_params: [&(dyn ToSql + Sync); 3] =
-        [&aggregate_roots, &aggregate_sources, &aggregate_versions];
-    let entry_params: [&(dyn ToSql + Sync); 5] = [
+        &log_scopes,
+        &log_lengths,
+        &aggregate_roots,
+        &aggregate_sources,
+        &aggregate_versions,
         &entries.scope,
         &entries.stream,
         &entries.position,
         &entries.partition,
         &entries.sequence_number,
-    ];
-    let stream_params: [&(dyn ToSql + Sync); 3] = [&stream_scopes, &stream_ids, &stream_lengths];
-    let processor_params: [&(dyn ToSql + Sync); 4] = [
+        &stream_scopes,
+        &stream_ids,
+        &stream_lengths,
         &processor_kinds,
         &processor_scopes,
         &processor_ids,
         &processor_states,
-    ];
-    let subscription_params: [&(dyn ToSql + Sync); 6] = [
         &subscription_columns.0,
         &subscription_columns.1,
         &subscription_columns.2,
         &subscription_columns.3,
         &subscription_columns.4,
         &subscription_columns.5,
+        &NOTIFY_CHANNEL,
+        &payload,
     ];
-    let notify_params: [&(dyn ToSql + Sync); 2] = [&NOTIFY_CHANNEL, &payload];
-
-    let mut statements: Vec<(&Statement, &[&(dyn ToSql + Sync)])> = vec![(&writer.begin, &[])];
-    if !events.scope.is_empty() {
-        statements.push((&writer.insert_events, &event_params));
-        statements.push((&writer.upsert_log_lengths, &log_params));
-    }
-    if !aggregate_roots.is_empty() {
-        statements.push((&writer.upsert_aggregates, &aggregate_params));
-    }
-    if !entries.scope.is_empty() {
-        statements.push((&writer.insert_stream_entries, &entry_params));
-    }
-    if !stream_scopes.is_empty() {
-        statements.push((&writer.upsert_stream_lengths, &stream_params));
-    }
-    if !processor_kinds.is_empty() {
-        statements.push((&writer.upsert_processor_states, &processor_params));
-    }
-    if !subscription_columns.0.is_empty() {
-        statements.push((&writer.upsert_subscription_states, &subscription_params));
-    }
-    statements.push((&writer.notify, &notify_params));
-    statements.push((&writer.commit, &[]));
-
-    // Sent back to back without waiting (pipelined); if one fails, the ones after it fail
-    // too and the COMMIT turns into a rollback, so the group is wholly in or wholly out. The
-    // first error is the one that caused it.
-    let client = &writer.client;
-    try_join_all(
-        statements
-            .into_iter()
-            .map(|(statement, params)| client.execute(statement, params)),
-    )
-    .await
-    .map_err(GroupError::Postgres)?;
+    writer
+        .client
+        .execute(&writer.write_group, &params)
+        .await
+        .map_err(GroupError::Postgres)?;
     Ok((outcomes, logs, streams))
 }
 
