@@ -10,6 +10,7 @@ use dolittle_store::StoreError;
 use dolittle_types::Uuid;
 
 use crate::event_horizon::SubscriptionError;
+use crate::processing::projections::ReadError;
 use crate::tenants::TenantError;
 
 /// A request that could not be read: a Uuid that is not 16 bytes, a missing field. This id
@@ -70,6 +71,17 @@ pub fn store_failure(error: &StoreError) -> Failure {
 /// The failure for a tenant the Runtime does not serve.
 pub fn tenant_failure(error: &TenantError) -> Failure {
     failure(UNKNOWN_TENANT, error.to_string())
+}
+
+/// The failure a read of the projection store becomes.
+pub fn projection_read_failure(error: &ReadError) -> Failure {
+    match error {
+        ReadError::NoDefinition { .. } => failure(
+            failure_ids::FAILED_TO_GET_PROJECTION_DEFINITION,
+            error.to_string(),
+        ),
+        ReadError::Store(error) => store_failure(error),
+    }
 }
 
 /// The failure for a request the Runtime cannot read.

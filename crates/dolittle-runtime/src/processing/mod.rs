@@ -3,6 +3,7 @@
 
 pub mod event_handlers;
 pub mod filters;
+pub mod projections;
 pub mod stream_processor;
 
 use std::collections::{BTreeMap, HashMap};

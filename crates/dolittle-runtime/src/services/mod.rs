@@ -5,6 +5,8 @@ pub mod event_handlers;
 pub mod event_horizon;
 pub mod event_store;
 pub mod filters;
+pub mod projection_store;
+pub mod projections;
 pub mod protocols;
 
 use std::time::Duration;
@@ -14,7 +16,9 @@ use dolittle_contracts::runtime::eventhorizon::subscriptions_server::Subscriptio
 use dolittle_contracts::runtime::events::event_store_server::EventStoreServer;
 use dolittle_contracts::runtime::events::processing::event_handlers_server::EventHandlersServer;
 use dolittle_contracts::runtime::events::processing::filters_server::FiltersServer;
+use dolittle_contracts::runtime::events::processing::projections_server::ProjectionsServer;
 use dolittle_contracts::runtime::events::processing::{ProcessorFailure, RetryProcessingState};
+use dolittle_contracts::runtime::projections::projections_server::ProjectionsServer as ProjectionStoreServer;
 use dolittle_types::{CorrelationId, ExecutionContext, TenantId};
 use tonic::transport::Server;
 use tonic::transport::server::Router;
@@ -44,6 +48,16 @@ pub fn private_router(context: &RuntimeContext) -> Router {
         .add_service(SubscriptionsServer::new(
             event_horizon::SubscriptionsService::new(context.clone()),
         ))
+        .add_service(
+            ProjectionsServer::new(projections::ProjectionsService::new(context.clone()))
+                .max_decoding_message_size(limit),
+        )
+        .add_service(
+            ProjectionStoreServer::new(projection_store::ProjectionStoreService::new(
+                context.clone(),
+            ))
+            .max_decoding_message_size(limit),
+        )
 }
 
 /// What other Runtimes call (the event horizon), served on the public endpoint.
