@@ -213,7 +213,7 @@ fn normalized_selectors(definition: &ProjectionDefinition) -> Vec<(EventTypeId, 
         .iter()
         .map(|selector| (selector.event_type, selector.key_selector.clone()))
         .collect();
-    selectors.sort_by(|left, right| left.0.cmp(&right.0));
+    selectors.sort_by_key(|selector| selector.0);
     selectors
 }
 
@@ -798,10 +798,11 @@ async fn send_window(
         if disconnected {
             return;
         }
-        if succeeded {
-            if let Some(next) = queues.get_mut(key).and_then(VecDeque::pop_front) {
-                ready.insert(next);
-            }
+        if let Some(next) = succeeded
+            .then(|| queues.get_mut(key).and_then(VecDeque::pop_front))
+            .flatten()
+        {
+            ready.insert(next);
         }
     }
 }
