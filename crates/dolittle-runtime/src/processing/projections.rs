@@ -38,6 +38,7 @@
 //! [`EventStore::promote_projection_rebuild`]: dolittle_store::EventStore::promote_projection_rebuild
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,7 +52,7 @@ use dolittle_types::{
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeContext;
@@ -59,12 +60,14 @@ use crate::processing::stream_processor::{EventProcessor, Outcome, RetryState};
 use crate::processing::{run_registered, start_for_every_tenant};
 use crate::reverse_calls::CallError;
 
-/// How many events of the source a projection reads ahead of the one being processed.
-const WINDOW_SIZE: usize = 1_000;
+/// How many events of the source a projection reads at a time when it reads ahead.
+const PAGE_SIZE: usize = 1_000;
+/// How many answers a projection may hold that its stream processor has not taken yet.
+const LOOKAHEAD: usize = 4_000;
 /// How many requests for different keys a projection keeps in flight at most.
 pub const IN_FLIGHT_LIMIT: usize = 256;
 /// How many latest states a projection remembers per tenant, to spare store reads. Past this,
-/// it forgets them all and reads from the store again.
+/// it forgets them all after the next commit and reads from the store again.
 const REMEMBERED_STATES: usize = 100_000;
 
 /// Why a registration is refused.
@@ -311,7 +314,7 @@ pub async fn register(
                     target: Mutex::new(targets.get(&tenant).copied().unwrap_or(Target::Live)),
                     remembered: Mutex::new(HashMap::new()),
                 }),
-                window: Mutex::new(None),
+                pipeline: Mutex::new(None),
                 context: context.clone(),
             })
         },
@@ -512,31 +515,30 @@ impl Shared {
         key_of(&selector, event)
     }
 
-    fn remember(&self, key: &str, state: Option<String>) {
-        let mut remembered = self
-            .remembered
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if remembered.len() >= REMEMBERED_STATES && !remembered.contains_key(key) {
-            remembered.clear();
-        }
-        remembered.insert(key.to_owned(), state);
-    }
-
-    /// The latest state of a key: remembered, else among the not yet committed changes, else
-    /// stored.
-    async fn latest_state(
-        &self,
-        key: &str,
-        uncommitted: &HashMap<String, Option<String>>,
-    ) -> Result<Option<String>, StoreError> {
-        let remembered = self
-            .remembered
+    fn lock_remembered(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<String>>> {
+        self.remembered
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(key)
-            .cloned();
-        if let Some(state) = remembered.or_else(|| uncommitted.get(key).cloned()) {
+    }
+
+    fn remember(&self, key: &str, state: Option<String>) {
+        self.lock_remembered().insert(key.to_owned(), state);
+    }
+
+    /// Drops the remembered states when there are many. Only right after a commit: then every
+    /// change the processor accepted is in the store.
+    fn forget_remembered_if_many(&self) {
+        let mut remembered = self.lock_remembered();
+        if remembered.len() >= REMEMBERED_STATES {
+            remembered.clear();
+        }
+    }
+
+    /// The latest state of a key: remembered (every accepted change that is not yet committed
+    /// is), else stored.
+    async fn latest_state(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let remembered = self.lock_remembered().get(key).cloned();
+        if let Some(state) = remembered {
             return Ok(state);
         }
         self.store
@@ -608,94 +610,154 @@ const INVALID_STATE_RETRY: Duration = Duration::from_secs(5);
 
 type Answer = Result<Outcome<ReadModelChange>, CallError>;
 
-/// Requests sent ahead of the stream processor, for the events of one window of the source.
-struct Window {
-    answers: HashMap<u64, oneshot::Receiver<Answer>>,
+/// How far a pipeline has read the source.
+#[derive(Debug, Clone, Copy)]
+struct Progress {
+    /// The sequence number after the last event read.
+    read_until: u64,
+    /// The pipeline stopped: it reached the end of the source, or an event failed.
+    finished: bool,
+}
+
+/// What the stream processor tells a pipeline about the answers it took.
+#[derive(Default)]
+struct Consumption {
+    /// How many answers the stream processor has taken.
+    taken: AtomicU64,
+    /// The sequence number after the last event whose change the processor accepted.
+    accepted_until: AtomicU64,
+    taken_one: Notify,
+}
+
+/// Requests sent ahead of the stream processor: a task reads the source ahead of it and keeps
+/// requests in flight, and the processor takes the answers in log order.
+struct Pipeline {
+    answers: Arc<Mutex<HashMap<u64, oneshot::Receiver<Answer>>>>,
+    progress: watch::Receiver<Progress>,
+    consumption: Arc<Consumption>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Drop for Window {
+impl Drop for Pipeline {
     fn drop(&mut self) {
         self.task.abort();
     }
 }
 
+impl Pipeline {
+    fn start(shared: Arc<Shared>, from: u64) -> Self {
+        let answers = Arc::new(Mutex::new(HashMap::new()));
+        let (progress_sender, progress) = watch::channel(Progress {
+            read_until: from,
+            finished: false,
+        });
+        let consumption = Arc::new(Consumption {
+            accepted_until: AtomicU64::new(from),
+            ..Consumption::default()
+        });
+        let task = tokio::spawn(run_pipeline(
+            shared,
+            from,
+            answers.clone(),
+            progress_sender,
+            consumption.clone(),
+        ));
+        Self {
+            answers,
+            progress,
+            consumption,
+            task,
+        }
+    }
+}
+
 struct ProjectionProcessor {
     shared: Arc<Shared>,
-    window: Mutex<Option<Window>>,
+    pipeline: Mutex<Option<Pipeline>>,
     context: RuntimeContext,
 }
 
+/// Where the answer for an event is.
+enum SentAhead {
+    Answer(oneshot::Receiver<Answer>),
+    /// Not read yet; wait for the pipeline to read further.
+    NotYet(watch::Receiver<Progress>),
+    /// The pipeline will not send it.
+    No,
+}
+
 impl ProjectionProcessor {
-    fn forget_window(&self) {
-        self.window
+    fn lock_pipeline(&self) -> std::sync::MutexGuard<'_, Option<Pipeline>> {
+        self.pipeline
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
     }
 
-    /// The answer for an event sent ahead, if a window holds it.
-    fn answer_sent_ahead(&self, sequence_number: u64) -> Option<oneshot::Receiver<Answer>> {
-        self.window
+    fn forget_pipeline(&self) {
+        self.lock_pipeline().take();
+    }
+
+    fn look_for(&self, sequence_number: u64) -> SentAhead {
+        let pipeline = self.lock_pipeline();
+        let Some(pipeline) = pipeline.as_ref() else {
+            return SentAhead::No;
+        };
+        let answer = pipeline
+            .answers
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .as_mut()
-            .and_then(|window| window.answers.remove(&sequence_number))
+            .remove(&sequence_number);
+        if let Some(answer) = answer {
+            pipeline.consumption.taken.fetch_add(1, Ordering::Relaxed);
+            pipeline.consumption.taken_one.notify_one();
+            return SentAhead::Answer(answer);
+        }
+        let progress = *pipeline.progress.borrow();
+        if progress.finished || progress.read_until > sequence_number {
+            SentAhead::No
+        } else {
+            SentAhead::NotYet(pipeline.progress.clone())
+        }
     }
 
-    /// Reads a window of the source from an event and starts sending its requests.
-    async fn open_window(
-        &self,
-        event: &CommittedEvent,
-        uncommitted: HashMap<String, Option<String>>,
-    ) -> Result<Option<oneshot::Receiver<Answer>>, StoreError> {
-        let shared = &self.shared;
-        let page = shared
-            .store
-            .read_log(
-                shared.definition.scope,
-                event.sequence_number,
-                WINDOW_SIZE,
-                &source_filter(&shared.definition),
-            )
-            .await?;
-        if page.events.first().map(|first| first.sequence_number) != Some(event.sequence_number) {
-            return Ok(None);
+    /// The answer the pipeline got (or will get) for an event, starting a pipeline from it when
+    /// there is none that will send it.
+    async fn sent_ahead(&self, sequence_number: u64) -> Option<oneshot::Receiver<Answer>> {
+        let mut started = false;
+        loop {
+            match self.look_for(sequence_number) {
+                SentAhead::Answer(answer) => return Some(answer),
+                SentAhead::NotYet(mut progress) => {
+                    if progress.changed().await.is_err() {
+                        self.forget_pipeline();
+                    }
+                }
+                SentAhead::No if started => return None,
+                SentAhead::No => {
+                    *self.lock_pipeline() =
+                        Some(Pipeline::start(self.shared.clone(), sequence_number));
+                    started = true;
+                }
+            }
         }
-        let mut senders = HashMap::new();
-        let mut answers = HashMap::new();
-        for event in &page.events {
-            let (sender, receiver) = oneshot::channel();
-            senders.insert(event.sequence_number, sender);
-            answers.insert(event.sequence_number, receiver);
-        }
-        let task = tokio::spawn(send_window(
-            shared.clone(),
-            page.events,
-            uncommitted,
-            senders,
-        ));
-        let mut window = Window { answers, task };
-        let first = window.answers.remove(&event.sequence_number);
-        *self
-            .window
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(window);
-        Ok(first)
     }
 
-    /// Processes an event on its own, without a window.
-    async fn process_alone(
-        &self,
-        event: &CommittedEvent,
-        retry: Option<RetryState>,
-        uncommitted: &HashMap<String, Option<String>>,
-    ) -> Answer {
+    fn accepted(&self, sequence_number: u64) {
+        if let Some(pipeline) = self.lock_pipeline().as_ref() {
+            pipeline
+                .consumption
+                .accepted_until
+                .store(sequence_number + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Processes an event on its own, without the pipeline.
+    async fn process_alone(&self, event: &CommittedEvent, retry: Option<RetryState>) -> Answer {
         let key = match self.shared.key_of(event) {
             Ok(key) => key,
             Err(error) => return Ok(key_failure(error)),
         };
-        let state = match self.shared.latest_state(&key, uncommitted).await {
+        let state = match self.shared.latest_state(&key).await {
             Ok(state) => state,
             Err(error) => return Ok(store_failure(error)),
         };
@@ -717,94 +779,168 @@ fn store_failure(error: StoreError) -> Outcome<ReadModelChange> {
     }
 }
 
-/// The latest state per key among changes not yet committed.
-fn uncommitted_states(pending: &[ReadModelChange]) -> HashMap<String, Option<String>> {
-    pending
-        .iter()
-        .map(|change| (change.key.clone(), change.state.clone()))
-        .collect()
+/// The latest state a pipeline knows of a key, and the event that made it.
+struct KnownState {
+    made_by: u64,
+    state: Option<String>,
 }
 
-/// Sends the requests of a window: the events of one key one after the other, the first event
-/// of up to [`IN_FLIGHT_LIMIT`] keys at once, earliest first. Every answer goes to its event's
-/// slot; after a failure, the later events of that key are not sent (the stream processor halts
-/// at the failure and never asks for them). The window ends before the first event whose key
-/// cannot be found.
-async fn send_window(
+/// Reads the source ahead of the stream processor and sends its requests: the events of one
+/// key one after the other, each with the state the previous one made; the next events of up to
+/// [`IN_FLIGHT_LIMIT`] keys at once, earliest first; never more than [`LOOKAHEAD`] answers that
+/// the processor has not taken. Every answer goes to its event's slot. After a failure (or an
+/// event whose key cannot be found) nothing after that event is sent, because the stream
+/// processor halts there; the events before it are still answered. The pipeline finishes when
+/// it reaches the end of the source or after a failure.
+async fn run_pipeline(
     shared: Arc<Shared>,
-    events: Vec<CommittedEvent>,
-    uncommitted: HashMap<String, Option<String>>,
-    mut senders: HashMap<u64, oneshot::Sender<Answer>>,
+    from: u64,
+    answers: Arc<Mutex<HashMap<u64, oneshot::Receiver<Answer>>>>,
+    progress: watch::Sender<Progress>,
+    consumption: Arc<Consumption>,
 ) {
-    let mut keys: Vec<String> = Vec::with_capacity(events.len());
-    for event in &events {
-        match shared.key_of(event) {
-            Ok(key) => keys.push(key),
-            Err(error) => {
-                if let Some(sender) = senders.remove(&event.sequence_number) {
-                    let _ = sender.send(Ok(key_failure(error)));
-                }
-                break;
-            }
-        }
-    }
-    let mut queues: HashMap<&str, VecDeque<usize>> = HashMap::new();
-    for (index, key) in keys.iter().enumerate() {
-        queues.entry(key.as_str()).or_default().push_back(index);
-    }
-    let mut ready: BTreeSet<usize> = queues
-        .values_mut()
-        .filter_map(|queue| queue.pop_front())
-        .collect();
-    let mut states: HashMap<&str, Option<String>> = HashMap::new();
+    let filter = source_filter(&shared.definition);
+    let mut next = from;
+    let mut created: u64 = 0;
+    let mut exhausted = false;
+    // Nothing after this sequence number is sent.
+    let mut limit = u64::MAX;
+    let mut events: HashMap<u64, (CommittedEvent, String)> = HashMap::new();
+    let mut senders: HashMap<u64, oneshot::Sender<Answer>> = HashMap::new();
+    // The keys with an event in flight, and their events waiting behind it.
+    let mut waiting: HashMap<String, VecDeque<u64>> = HashMap::new();
+    let mut ready: BTreeSet<u64> = BTreeSet::new();
+    let mut known: HashMap<String, KnownState> = HashMap::new();
     let mut in_flight = FuturesUnordered::new();
     loop {
-        while in_flight.len() < IN_FLIGHT_LIMIT {
-            let Some(index) = ready.pop_first() else {
-                break;
+        let ahead = created.saturating_sub(consumption.taken.load(Ordering::Relaxed));
+        let room = LOOKAHEAD.saturating_sub(ahead as usize).min(PAGE_SIZE);
+        if !exhausted && room >= PAGE_SIZE.min(LOOKAHEAD) / 2 {
+            let page = match shared
+                .store
+                .read_log(shared.definition.scope, next, room, &filter)
+                .await
+            {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::warn!(%error, "a projection could not read ahead; processing without");
+                    exhausted = true;
+                    continue;
+                }
             };
-            let key = keys[index].as_str();
-            let known = states.get(key).cloned();
-            let shared = shared.clone();
-            let uncommitted = &uncommitted;
-            let event = &events[index];
-            in_flight.push(async move {
-                let state = match known {
-                    Some(state) => Ok(state),
-                    None => shared.latest_state(key, uncommitted).await,
+            exhausted = page.events.len() < room;
+            next = page.next.max(next);
+            // States the processor has accepted are remembered by it; forget them here.
+            let accepted = consumption.accepted_until.load(Ordering::Relaxed);
+            known.retain(|_, known| known.made_by >= accepted);
+            let mut slots = Vec::with_capacity(page.events.len());
+            for event in page.events {
+                let sequence_number = event.sequence_number;
+                let (sender, receiver) = oneshot::channel();
+                slots.push((sequence_number, receiver));
+                created += 1;
+                let key = match shared.key_of(&event) {
+                    Ok(key) => key,
+                    Err(error) => {
+                        let _ = sender.send(Ok(key_failure(error)));
+                        limit = sequence_number;
+                        exhausted = true;
+                        next = sequence_number + 1;
+                        break;
+                    }
                 };
-                let answer = match state {
-                    Ok(state) => shared.project(event, key.to_owned(), state, None).await,
-                    Err(error) => Ok(store_failure(error)),
-                };
-                (index, answer)
+                senders.insert(sequence_number, sender);
+                match waiting.get_mut(&key) {
+                    Some(queue) => queue.push_back(sequence_number),
+                    None => {
+                        waiting.insert(key.clone(), VecDeque::new());
+                        ready.insert(sequence_number);
+                    }
+                }
+                events.insert(sequence_number, (event, key));
+            }
+            answers
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .extend(slots);
+            progress.send_replace(Progress {
+                read_until: next,
+                finished: false,
             });
         }
-        let Some((index, answer)) = in_flight.next().await else {
-            return;
-        };
-        let key = keys[index].as_str();
-        let succeeded = match &answer {
-            Ok(Outcome::Succeeded(change)) => {
-                states.insert(key, change.state.clone());
-                true
+        while in_flight.len() < IN_FLIGHT_LIMIT {
+            let Some(sequence_number) = ready.pop_first() else {
+                break;
+            };
+            let Some((event, key)) = events.remove(&sequence_number) else {
+                continue;
+            };
+            let Some(sender) = senders.remove(&sequence_number) else {
+                continue;
+            };
+            if sequence_number > limit {
+                continue;
             }
-            _ => false,
+            let state = known.get(&key).map(|known| known.state.clone());
+            let shared = shared.clone();
+            in_flight.push(async move {
+                let state = match state {
+                    Some(state) => Ok(state),
+                    None => shared.latest_state(&key).await,
+                };
+                let answer = match state {
+                    Ok(state) => shared.project(&event, key.clone(), state, None).await,
+                    Err(error) => Ok(store_failure(error)),
+                };
+                (sequence_number, key, sender, answer)
+            });
+        }
+        if in_flight.is_empty() {
+            if exhausted {
+                break;
+            }
+            // Waiting for the processor to take answers before reading further.
+            consumption.taken_one.notified().await;
+            continue;
+        }
+        let Some((sequence_number, key, sender, answer)) = in_flight.next().await else {
+            continue;
         };
-        let disconnected = answer.is_err();
-        if let Some(sender) = senders.remove(&events[index].sequence_number) {
-            let _ = sender.send(answer);
-        }
-        if disconnected {
-            return;
-        }
-        if let Some(next) = succeeded
-            .then(|| queues.get_mut(key).and_then(VecDeque::pop_front))
-            .flatten()
-        {
-            ready.insert(next);
+        let next_of_key = match &answer {
+            Ok(Outcome::Succeeded(change)) => {
+                known.insert(
+                    key.clone(),
+                    KnownState {
+                        made_by: sequence_number,
+                        state: change.state.clone(),
+                    },
+                );
+                waiting.get_mut(&key).and_then(VecDeque::pop_front)
+            }
+            Ok(Outcome::Failed { .. }) => {
+                limit = limit.min(sequence_number);
+                exhausted = true;
+                None
+            }
+            Err(_) => {
+                let _ = sender.send(answer);
+                break;
+            }
+        };
+        let _ = sender.send(answer);
+        match next_of_key {
+            Some(next_event) => {
+                ready.insert(next_event);
+            }
+            None => {
+                waiting.remove(&key);
+            }
         }
     }
+    progress.send_replace(Progress {
+        read_until: next,
+        finished: true,
+    });
 }
 
 #[async_trait]
@@ -840,49 +976,34 @@ impl EventProcessor for ProjectionProcessor {
         event: &CommittedEvent,
         _partition: &PartitionId,
         retry: Option<RetryState>,
-        pending: &[ReadModelChange],
+        _pending: &[ReadModelChange],
     ) -> Result<Outcome<ReadModelChange>, CallError> {
+        // Every change the processor has accepted is remembered until it is committed, so the
+        // pending changes need not be looked at.
         let answer = if retry.is_some() {
-            self.forget_window();
-            self.process_alone(event, retry, &uncommitted_states(pending))
-                .await
+            self.forget_pipeline();
+            self.process_alone(event, retry).await
         } else {
-            let sent_ahead = match self.answer_sent_ahead(event.sequence_number) {
-                Some(receiver) => Some(receiver),
-                None => {
-                    self.forget_window();
-                    match self.open_window(event, uncommitted_states(pending)).await {
-                        Ok(receiver) => receiver,
-                        Err(error) => return Ok(store_failure(error)),
-                    }
-                }
-            };
-            match sent_ahead {
-                // A closed slot means the window ended before this event; ask on its own.
-                Some(receiver) => match receiver.await {
+            match self.sent_ahead(event.sequence_number).await {
+                Some(answer) => match answer.await {
                     Ok(answer) => answer,
-                    Err(_) => {
-                        self.process_alone(event, None, &uncommitted_states(pending))
-                            .await
-                    }
+                    // The pipeline stopped before answering; ask on its own.
+                    Err(_) => self.process_alone(event, None).await,
                 },
-                None => {
-                    self.process_alone(event, None, &uncommitted_states(pending))
-                        .await
-                }
+                None => self.process_alone(event, None).await,
             }
         };
         match &answer {
             Ok(Outcome::Succeeded(change)) => {
                 self.shared.remember(&change.key, change.state.clone());
+                self.accepted(event.sequence_number);
                 self.context.metrics.event_processed();
             }
-            Ok(Outcome::Failed { .. }) | Err(_) => {
-                self.forget_window();
-                if answer.is_ok() {
-                    self.context.metrics.processing_failed();
-                }
+            Ok(Outcome::Failed { .. }) => {
+                self.forget_pipeline();
+                self.context.metrics.processing_failed();
             }
+            Err(_) => self.forget_pipeline(),
         }
         answer
     }
@@ -899,6 +1020,8 @@ impl EventProcessor for ProjectionProcessor {
             .store
             .apply_read_model_changes(scope, target, outputs, &processor_key(scope, target), state)
             .await?;
+        // Every accepted change is in the store now, so the remembered states may be dropped.
+        shared.forget_remembered_if_many();
         let Target::Rebuild(shadow) = shared.target() else {
             return Ok(());
         };
@@ -922,7 +1045,7 @@ impl EventProcessor for ProjectionProcessor {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner()) = Target::Live;
             // Requests sent ahead read states under the shadow id, which is gone now.
-            self.forget_window();
+            self.forget_pipeline();
             tracing::info!(projection = %shared.definition.projection, tenant = %shared.tenant, position = state.position, "rebuild caught up with the event log; promoted");
         }
         Ok(())
