@@ -9,6 +9,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dolittle_contracts::protobuf::Failure;
@@ -56,12 +57,19 @@ pub enum ProcessorState {
 pub struct ProcessorHandle {
     id: EventProcessorId,
     state: watch::Receiver<ProcessorState>,
+    registrations: Arc<AtomicU64>,
 }
 
 impl ProcessorHandle {
     /// The id of the event handler, filter or projection.
     pub fn id(&self) -> EventProcessorId {
         self.id
+    }
+
+    /// How many times the Runtime accepted its registration (more than once after
+    /// reconnections).
+    pub fn registrations(&self) -> u64 {
+        self.registrations.load(Ordering::SeqCst)
     }
 
     /// Where it stands now.
@@ -120,14 +128,19 @@ pub(crate) trait ReverseCallProtocol: Send + Sync + 'static {
 /// Starts the reverse call of a protocol on the client's task tracker.
 pub(crate) fn spawn<P: ReverseCallProtocol>(client: &Client, protocol: P) -> ProcessorHandle {
     let (state_sender, state) = watch::channel(ProcessorState::Connecting);
+    let registrations = Arc::new(AtomicU64::new(0));
     let handle = ProcessorHandle {
         id: protocol.id(),
         state,
+        registrations: registrations.clone(),
     };
     let task_client = client.clone();
-    client
-        .tasks()
-        .spawn(run(task_client, Arc::new(protocol), state_sender));
+    client.tasks().spawn(run(
+        task_client,
+        Arc::new(protocol),
+        state_sender,
+        registrations,
+    ));
     handle
 }
 
@@ -142,12 +155,13 @@ async fn run<P: ReverseCallProtocol>(
     client: Client,
     protocol: Arc<P>,
     state: watch::Sender<ProcessorState>,
+    registrations: Arc<AtomicU64>,
 ) {
     let token = client.shutdown_token();
     let backoff: Backoff = client.backoff();
     let mut attempt = 0u32;
     loop {
-        let ended = connect_once(&client, &protocol, &state).await;
+        let ended = connect_once(&client, &protocol, &state, &registrations).await;
         match ended {
             Ended::Stopped => break,
             Ended::Failed { reason, registered } => {
@@ -178,6 +192,7 @@ async fn connect_once<P: ReverseCallProtocol>(
     client: &Client,
     protocol: &Arc<P>,
     state: &watch::Sender<ProcessorState>,
+    registrations: &AtomicU64,
 ) -> Ended {
     let token = client.shutdown_token();
     let channel = match client.channel() {
@@ -241,6 +256,7 @@ async fn connect_once<P: ReverseCallProtocol>(
                     }
                     Incoming::Registration(None) => {
                         registered = true;
+                        registrations.fetch_add(1, Ordering::SeqCst);
                         tracing::info!(kind = protocol.kind(), id = %protocol.id(), "registered");
                         let _ = state.send(ProcessorState::Registered);
                     }

@@ -44,29 +44,7 @@ impl TestRuntime {
         });
         std::fs::write(config_folder.join("tenants.json"), tenants.to_string())
             .expect("write tenants.json");
-        let config = RuntimeConfig::load(Overrides {
-            working_dir: Some(folder.path().to_owned()),
-            ..Overrides::default()
-        })
-        .expect("configuration loads");
-        let stores = Tenants::open(&config.tenants).await.expect("stores open");
-        let private = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let address = format!("http://{}", private.local_addr().expect("address"));
-        let tenants = stores.clone();
-        let context = RuntimeContext::new(config, stores);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let listeners = Listeners {
-                private,
-                public: None,
-                metrics: None,
-            };
-            dolittle_runtime::run(context, listeners, async move {
-                let _ = stopped.await;
-            })
-            .await
-            .expect("runtime runs");
-        });
+        let (address, tenants, stop, task) = run_runtime(folder.path(), "127.0.0.1:0").await;
         let client = Self::connect_to(&address).await;
         Self {
             client,
@@ -75,6 +53,30 @@ impl TestRuntime {
             _folder: folder,
             stop: Some(stop),
             task: Some(task),
+        }
+    }
+
+    /// Stops the Runtime (the client stays) and starts it again on the same address and data.
+    pub async fn restart(&mut self) {
+        self.stop_runtime().await;
+        // Let go of the stores so that the new Runtime can open them.
+        self.tenants = Tenants::from_stores(Default::default());
+        let listen = self.address.trim_start_matches("http://").to_owned();
+        let (_, tenants, stop, task) = run_runtime(self._folder.path(), &listen).await;
+        self.tenants = tenants;
+        self.stop = Some(stop);
+        self.task = Some(task);
+    }
+
+    async fn stop_runtime(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(PATIENCE, task)
+                .await
+                .expect("runtime stops in time")
+                .expect("runtime task");
         }
     }
 
@@ -97,16 +99,39 @@ impl TestRuntime {
     /// Shuts the client down, then the Runtime.
     pub async fn stop(mut self) {
         self.client.shutdown().await;
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            tokio::time::timeout(PATIENCE, task)
-                .await
-                .expect("runtime stops in time")
-                .expect("runtime task");
-        }
+        self.stop_runtime().await;
     }
+}
+
+/// Starts a Runtime on `listen` with its files in `folder`.
+async fn run_runtime(
+    folder: &std::path::Path,
+    listen: &str,
+) -> (String, Tenants, oneshot::Sender<()>, JoinHandle<()>) {
+    let config = RuntimeConfig::load(Overrides {
+        working_dir: Some(folder.to_owned()),
+        ..Overrides::default()
+    })
+    .expect("configuration loads");
+    let stores = Tenants::open(&config.tenants).await.expect("stores open");
+    let private = TcpListener::bind(listen).await.expect("bind");
+    let address = format!("http://{}", private.local_addr().expect("address"));
+    let tenants = stores.clone();
+    let context = RuntimeContext::new(config, stores);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let listeners = Listeners {
+            private,
+            public: None,
+            metrics: None,
+        };
+        dolittle_runtime::run(context, listeners, async move {
+            let _ = stopped.await;
+        })
+        .await
+        .expect("runtime runs");
+    });
+    (address, tenants, stop, task)
 }
 
 impl Drop for TestRuntime {
