@@ -340,3 +340,45 @@ pub(crate) fn request_tenant(
         })?;
     Ok(dolittle_types::ExecutionContext::try_from(execution_context)?.tenant)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processor_failures_ask_for_retries_after_growing_delays() {
+        let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(4));
+        let timeout = |state: Option<RetryProcessingState>| {
+            processor_failure("boom".into(), &backoff, state.as_ref())
+                .retry_timeout
+                .map(|duration| (duration.seconds, duration.nanos))
+        };
+        let retry = |retry_count| RetryProcessingState {
+            failure_reason: "boom".into(),
+            retry_count,
+        };
+
+        assert_eq!(timeout(None), Some((0, 500_000_000)));
+        assert_eq!(timeout(Some(retry(0))), Some((1, 0)));
+        assert_eq!(timeout(Some(retry(1))), Some((2, 0)));
+        assert_eq!(timeout(Some(retry(9))), Some((4, 0)));
+        assert!(processor_failure("boom".into(), &backoff, None).retry);
+    }
+
+    #[tokio::test]
+    async fn guarded_turns_errors_and_panics_into_reasons() {
+        let failed = guarded(async { Err::<(), HandlerError>("the oven is cold".into()) }).await;
+        let panicked = guarded(async {
+            if true {
+                panic!("the oven exploded");
+            }
+            Ok::<(), HandlerError>(())
+        })
+        .await;
+        let fine = guarded(async { Ok::<_, HandlerError>(7) }).await;
+
+        assert_eq!(failed, Err("the oven is cold".to_owned()));
+        assert_eq!(panicked, Err("panicked: the oven exploded".to_owned()));
+        assert_eq!(fine, Ok(7));
+    }
+}
