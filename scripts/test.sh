@@ -32,6 +32,9 @@ fi
 echo "==> documentation examples (doctests)"
 cargo test --release --locked --workspace --doc
 
+echo "==> Rust SDK with a Runtime inside the head's process (feature in-process)"
+cargo test --release --locked -p dolittle-sdk --features in-process --test in_process
+
 echo "==> official JavaScript SDK 17.0.1 conformance"
 (
     cd conformance/js-sdk-17
