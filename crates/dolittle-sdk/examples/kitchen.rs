@@ -403,7 +403,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 );
             }
         }
-        _ => println!("  [projection] this Runtime does not serve projections yet: skipped"),
+        _ => println!("  [projection] the Runtime did not accept the projection: skipped"),
     }
 
     let (state, version) = kitchen.get().await?;
