@@ -139,7 +139,7 @@ const WRITE_GROUP: &str = "WITH new_events AS ( \
        event_type_generation, public, content, execution_context, aggregate_root, \
        aggregate_version, external_sequence_number, received, consent) \
        SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], $5::uuid[], \
-       $6::bigint[], $7::boolean[], $8::text[], $9::text[], $10::uuid[], $11::bigint[], \
+       $6::bigint[], $7::boolean[], $8::text[], $9::bigint[], $10::uuid[], $11::bigint[], \
        $12::bigint[], $13::bigint[], $14::uuid[]) \
      ), new_log_lengths AS ( \
        INSERT INTO log_lengths (scope, length) SELECT * FROM unnest($15::uuid[], $16::bigint[]) \
@@ -167,6 +167,9 @@ const WRITE_GROUP: &str = "WITH new_events AS ( \
        $37::text[]) \
        ON CONFLICT (producer_microservice, producer_tenant, stream, partition, scope) \
        DO UPDATE SET state = excluded.state \
+     ), new_execution_contexts AS ( \
+       INSERT INTO execution_contexts (id, context) \
+       SELECT * FROM unnest($40::bigint[], $41::text[]) \
      ) \
      SELECT pg_notify($38, $39)";
 const SELECT_AGGREGATES: &str = "SELECT a.aggregate_root, a.event_source, a.version \
@@ -180,7 +183,15 @@ struct Writer {
     select_aggregates: Statement,
     log_lengths: HashMap<ScopeId, u64>,
     stream_lengths: HashMap<(ScopeId, StreamId), u64>,
+    /// The id the next new execution context gets.
+    next_context_id: i64,
+    /// Ids of execution contexts already stored, by their JSON text (a cache, bounded).
+    context_ids: HashMap<String, i64>,
 }
+
+/// How many execution contexts the appender remembers; past this it starts over (a context
+/// it forgot is stored again under a new id, which costs a row, nothing else).
+const REMEMBERED_CONTEXTS: usize = 10_000;
 
 pub(crate) struct Appender {
     config: tokio_postgres::Config,
@@ -288,11 +299,16 @@ impl Appender {
             client.prepare(SELECT_AGGREGATES)
         )
         .map_err(store_error)?;
-        let (logs, streams) = futures::try_join!(
+        let (logs, streams, contexts) = futures::try_join!(
             client.query("SELECT scope, length FROM log_lengths", &[]),
             client.query("SELECT scope, stream, length FROM stream_lengths", &[]),
+            client.query_one(
+                "SELECT coalesce(max(id), 0) + 1 FROM execution_contexts",
+                &[]
+            ),
         )
         .map_err(store_error)?;
+        let next_context_id: i64 = contexts.try_get(0).map_err(store_error)?;
         let mut log_lengths = HashMap::new();
         for row in logs {
             let scope: Uuid = row.try_get(0).map_err(store_error)?;
@@ -321,6 +337,8 @@ impl Appender {
             select_aggregates,
             log_lengths,
             stream_lengths,
+            next_context_id,
+            context_ids: HashMap::new(),
         })
     }
 
@@ -364,7 +382,18 @@ impl Appender {
         };
         let result = write_group(writer, &self.schema, group).await;
         match result {
-            Ok((outcomes, logs, streams)) => {
+            Ok(GroupWritten {
+                outcomes,
+                logs,
+                streams,
+                contexts,
+                next_context_id,
+            }) => {
+                writer.next_context_id = next_context_id;
+                if writer.context_ids.len() + contexts.len() > REMEMBERED_CONTEXTS {
+                    writer.context_ids.clear();
+                }
+                writer.context_ids.extend(contexts);
                 for (scope, length) in logs {
                     writer.log_lengths.insert(scope, length);
                     self.watches.advance_log(scope, length);
@@ -387,7 +416,8 @@ impl Appender {
                 if is_unique_violation(&error) {
                     self.writer = None;
                     return Err(Failure::whole(StoreError::ConcurrentWriter(format!(
-                        "a sequence number or stream position was already taken: {error}"
+                        "a sequence number or stream position was already taken: {}",
+                        crate::error::describe(&error)
                     ))));
                 }
                 Err(Failure {
@@ -420,11 +450,14 @@ enum GroupError {
     Postgres(tokio_postgres::Error),
 }
 
-type GroupWritten = (
-    Vec<StoreResult<Outcome>>,
-    HashMap<ScopeId, u64>,
-    HashMap<(ScopeId, StreamId), u64>,
-);
+/// What a written group changed, to be remembered once it is committed.
+struct GroupWritten {
+    outcomes: Vec<StoreResult<Outcome>>,
+    logs: HashMap<ScopeId, u64>,
+    streams: HashMap<(ScopeId, StreamId), u64>,
+    contexts: HashMap<String, i64>,
+    next_context_id: i64,
+}
 
 /// The rows one group writes, column by column.
 #[derive(Default)]
@@ -437,7 +470,7 @@ struct EventColumns {
     generation: Vec<i64>,
     public: Vec<bool>,
     content: Vec<String>,
-    context: Vec<String>,
+    context: Vec<i64>,
     aggregate_root: Vec<Option<Uuid>>,
     aggregate_version: Vec<Option<i64>>,
     external_sequence_number: Vec<Option<i64>>,
@@ -446,7 +479,7 @@ struct EventColumns {
 }
 
 impl EventColumns {
-    fn push(&mut self, scope: ScopeId, event: &CommittedEvent, context: &str) -> StoreResult<()> {
+    fn push(&mut self, scope: ScopeId, event: &CommittedEvent, context: i64) -> StoreResult<()> {
         self.scope.push(scope.0);
         self.sequence_number
             .push(to_bigint(event.sequence_number, "sequence number")?);
@@ -456,7 +489,7 @@ impl EventColumns {
         self.generation.push(i64::from(event.event_type.generation));
         self.public.push(event.public);
         self.content.push(event.content.clone());
-        self.context.push(context.to_owned());
+        self.context.push(context);
         self.aggregate_root
             .push(event.aggregate.map(|aggregate| aggregate.aggregate_root.0));
         self.aggregate_version.push(match event.aggregate {
@@ -500,7 +533,10 @@ async fn write_group(
         entries: EntryColumns::default(),
         processor_states: HashMap::new(),
         subscription_states: HashMap::new(),
+        new_contexts: HashMap::new(),
+        next_context_id: 0,
     };
+    planner.next_context_id = planner.writer.next_context_id;
     let now = Timestamp::now();
     let outcomes: Vec<StoreResult<Outcome>> = group
         .iter()
@@ -515,11 +551,23 @@ async fn write_group(
         entries,
         processor_states,
         subscription_states,
+        new_contexts,
+        next_context_id,
         ..
     } = planner;
     if logs.is_empty() && streams.is_empty() {
-        return Ok((outcomes, logs, streams));
+        return Ok(GroupWritten {
+            outcomes,
+            logs,
+            streams,
+            contexts: new_contexts,
+            next_context_id,
+        });
     }
+    let (context_ids, context_texts): (Vec<i64>, Vec<&str>) = new_contexts
+        .iter()
+        .map(|(text, id)| (*id, text.as_str()))
+        .unzip();
 
     let log_scopes: Vec<Uuid> = logs.keys().map(|scope| scope.0).collect();
     let log_lengths = logs
@@ -580,7 +628,7 @@ async fn write_group(
     };
     let payload = notification_payload(schema, &logs, &streams);
 
-    let params: [&(dyn ToSql + Sync); 39] = [
+    let params: [&(dyn ToSql + Sync); 41] = [
         &events.scope,
         &events.sequence_number,
         &events.occurred,
@@ -620,13 +668,21 @@ async fn write_group(
         &subscription_columns.5,
         &NOTIFY_CHANNEL,
         &payload,
+        &context_ids,
+        &context_texts,
     ];
     writer
         .client
         .execute(&writer.write_group, &params)
         .await
         .map_err(GroupError::Postgres)?;
-    Ok((outcomes, logs, streams))
+    Ok(GroupWritten {
+        outcomes,
+        logs,
+        streams,
+        contexts: new_contexts,
+        next_context_id,
+    })
 }
 
 /// The current versions of the aggregate root instances the group commits to.
@@ -687,9 +743,29 @@ struct Planner<'writer> {
     entries: EntryColumns,
     processor_states: HashMap<ProcessorKey, String>,
     subscription_states: HashMap<SubscriptionKey, String>,
+    /// The execution contexts the group stores, by their JSON text.
+    new_contexts: HashMap<String, i64>,
+    next_context_id: i64,
 }
 
 impl Planner<'_> {
+    /// The id of an execution context: the one it was stored under, or a new one.
+    fn context_id(&mut self, context: &ExecutionContext) -> StoreResult<i64> {
+        let text = crate::rows::to_json(context)?;
+        if let Some(id) = self
+            .writer
+            .context_ids
+            .get(&text)
+            .or_else(|| self.new_contexts.get(&text))
+        {
+            return Ok(*id);
+        }
+        let id = self.next_context_id;
+        self.next_context_id += 1;
+        self.new_contexts.insert(text, id);
+        Ok(id)
+    }
+
     fn log_length(&self, scope: ScopeId) -> u64 {
         self.logs
             .get(&scope)
@@ -701,7 +777,7 @@ impl Planner<'_> {
     fn plan(&mut self, work: &Work, now: Timestamp) -> StoreResult<Outcome> {
         match work {
             Work::Commit { events, context } => {
-                let context_text = crate::rows::to_json(context)?;
+                let context_id = self.context_id(context)?;
                 let scope = ScopeId::DEFAULT;
                 let first = self.log_length(scope);
                 let committed: Vec<CommittedEvent> = events
@@ -719,7 +795,7 @@ impl Planner<'_> {
                         event_horizon: None,
                     })
                     .collect();
-                self.add_events(scope, &committed, |_| context_text.as_str())?;
+                self.add_events(scope, &committed, |_| context_id)?;
                 Ok(Outcome::Events(committed))
             }
             Work::CommitAggregate { events, context } => {
@@ -738,7 +814,7 @@ impl Planner<'_> {
                         current,
                     });
                 }
-                let context_text = crate::rows::to_json(context)?;
+                let context_id = self.context_id(context)?;
                 let scope = ScopeId::DEFAULT;
                 let first = self.log_length(scope);
                 let committed: Vec<CommittedEvent> = events
@@ -761,7 +837,7 @@ impl Planner<'_> {
                         event_horizon: None,
                     })
                     .collect();
-                self.add_events(scope, &committed, |_| context_text.as_str())?;
+                self.add_events(scope, &committed, |_| context_id)?;
                 let version = current + committed.len() as u64;
                 self.aggregates.insert(key, version);
                 Ok(Outcome::Aggregate(CommittedAggregateEvents {
@@ -779,8 +855,8 @@ impl Planner<'_> {
                 let scope = subscription.scope;
                 let contexts = events
                     .iter()
-                    .map(|external| crate::rows::to_json(&external.event.execution_context))
-                    .collect::<StoreResult<Vec<String>>>()?;
+                    .map(|external| self.context_id(&external.event.execution_context))
+                    .collect::<StoreResult<Vec<i64>>>()?;
                 let first = self.log_length(scope);
                 let committed: Vec<CommittedEvent> = events
                     .iter()
@@ -795,7 +871,7 @@ impl Planner<'_> {
                         ..external.event.clone()
                     })
                     .collect();
-                self.add_events(scope, &committed, |index| contexts[index].as_str())?;
+                self.add_events(scope, &committed, |index| contexts[index])?;
                 self.subscription_states
                     .insert(subscription.clone(), state.clone());
                 Ok(Outcome::Events(committed))
@@ -852,11 +928,11 @@ impl Planner<'_> {
     }
 
     /// Adds a request's events to the group; nothing is added when one of them cannot be.
-    fn add_events<'context>(
+    fn add_events(
         &mut self,
         scope: ScopeId,
         committed: &[CommittedEvent],
-        context: impl Fn(usize) -> &'context str,
+        context: impl Fn(usize) -> i64,
     ) -> StoreResult<()> {
         let mut columns = EventColumns::default();
         for (index, event) in committed.iter().enumerate() {

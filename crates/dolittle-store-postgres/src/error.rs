@@ -34,10 +34,25 @@ pub(crate) fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
 
 /// The store error for a client error.
 pub(crate) fn store_error(error: tokio_postgres::Error) -> StoreError {
+    let text = describe(&error);
     if is_unavailable(&error) {
-        StoreError::Unavailable(format!("postgresql: {error}"))
+        StoreError::Unavailable(format!("postgresql: {text}"))
     } else {
-        StoreError::Internal(format!("postgresql: {error}"))
+        StoreError::Internal(format!("postgresql: {text}"))
+    }
+}
+
+/// A client error with the server's message, which the error's own text leaves out.
+pub(crate) fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db_error) => {
+            let mut text = format!("{} ({})", db_error.message(), db_error.code().code());
+            if let Some(detail) = db_error.detail() {
+                text.push_str(&format!(": {detail}"));
+            }
+            text
+        }
+        None => error.to_string(),
     }
 }
 

@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::appender::{Appender, Message, Reply, Request, Work};
 use crate::error::{from_bigint, to_bigint};
 use crate::pool::{Pool, PooledConnection};
-use crate::rows::{EventDecoder, from_json, to_json};
+use crate::rows::{EventDecoder, READ_CONTEXTS, from_json, to_json};
 use crate::watches::Watches;
 
 pub use crate::schema::SUPPORTED_VERSION as SUPPORTED_SCHEMA_VERSION;
@@ -304,11 +304,16 @@ impl EventStore for PostgresEventStore {
         filter: &LogFilter,
     ) -> StoreResult<LogPage> {
         let mut pooled = self.connection().await?;
-        let length_statement = pooled.get().statement(LOG_LENGTH).await;
-        let read_statement = pooled.get().statement(READ_LOG).await;
-        let (length_statement, read_statement) = match (length_statement, read_statement) {
-            (Ok(length), Ok(read)) => (length, read),
-            (Err(error), _) | (_, Err(error)) => return Err(pooled.fail_store(error)),
+        let statements = (
+            pooled.get().statement(LOG_LENGTH).await,
+            pooled.get().statement(READ_LOG).await,
+            pooled.get().statement(READ_CONTEXTS).await,
+        );
+        let (length_statement, read_statement, contexts_statement) = match statements {
+            (Ok(length), Ok(read), Ok(contexts)) => (length, read, contexts),
+            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
+                return Err(pooled.fail_store(error));
+            }
         };
         // The length first: the read then sees at least every event below it, so `next` never
         // skips an event committed in between.
@@ -362,6 +367,10 @@ impl EventStore for PostgresEventStore {
                 )
                 .await
                 .map_err(|error| pooled.fail(error))?;
+            decoder
+                .load_contexts(&pooled.get().client, &contexts_statement, &rows, 0)
+                .await
+                .map_err(|error| pooled.fail(error))?;
             for row in &rows {
                 events.push(decoder.decode(row, 0)?);
             }
@@ -391,9 +400,13 @@ impl EventStore for PostgresEventStore {
         event_source: &EventSourceId,
     ) -> StoreResult<CommittedAggregateEvents> {
         let mut pooled = self.connection().await?;
-        let statement = match pooled.get().statement(FETCH_AGGREGATE).await {
-            Ok(statement) => statement,
-            Err(error) => return Err(pooled.fail_store(error)),
+        let statements = (
+            pooled.get().statement(FETCH_AGGREGATE).await,
+            pooled.get().statement(READ_CONTEXTS).await,
+        );
+        let (statement, contexts_statement) = match statements {
+            (Ok(statement), Ok(contexts)) => (statement, contexts),
+            (Err(error), _) | (_, Err(error)) => return Err(pooled.fail_store(error)),
         };
         let rows = pooled
             .get()
@@ -409,6 +422,10 @@ impl EventStore for PostgresEventStore {
             .await
             .map_err(|error| pooled.fail(error))?;
         let mut decoder = EventDecoder::default();
+        decoder
+            .load_contexts(&pooled.get().client, &contexts_statement, &rows, 0)
+            .await
+            .map_err(|error| pooled.fail(error))?;
         let events = rows
             .iter()
             .map(|row| decoder.decode(row, 0))
@@ -552,13 +569,18 @@ impl EventStore for PostgresEventStore {
             pooled.get().statement(STREAM_LENGTH).await,
             pooled.get().statement(READ_STREAM).await,
             pooled.get().statement(READ_STREAM_PARTITION).await,
+            pooled.get().statement(READ_CONTEXTS).await,
         );
-        let (length_statement, read_statement, partition_statement) = match statements {
-            (Ok(length), Ok(read), Ok(partition)) => (length, read, partition),
-            (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => {
-                return Err(pooled.fail_store(error));
-            }
-        };
+        let (length_statement, read_statement, partition_statement, contexts_statement) =
+            match statements {
+                (Ok(length), Ok(read), Ok(partition), Ok(contexts)) => {
+                    (length, read, partition, contexts)
+                }
+                (Err(error), _, _, _)
+                | (_, Err(error), _, _)
+                | (_, _, Err(error), _)
+                | (_, _, _, Err(error)) => return Err(pooled.fail_store(error)),
+            };
         let length: i64 = match pooled
             .get()
             .client
@@ -612,6 +634,10 @@ impl EventStore for PostgresEventStore {
                 }
             };
             let rows = result.map_err(|error| pooled.fail(error))?;
+            decoder
+                .load_contexts(&pooled.get().client, &contexts_statement, &rows, 2)
+                .await
+                .map_err(|error| pooled.fail(error))?;
             for row in &rows {
                 let position: i64 = row.try_get(0).map_err(error::store_error)?;
                 let partition: String = row.try_get(1).map_err(error::store_error)?;

@@ -1,22 +1,59 @@
 //! Reads committed events out of result rows.
 
+use std::collections::HashMap;
+
 use dolittle_store::StoreError;
 use dolittle_types::{
     AggregateMetadata, CommittedEvent, EventHorizonMetadata, EventSourceId, EventType,
     ExecutionContext, Timestamp, Uuid,
 };
-use tokio_postgres::Row;
+use tokio_postgres::{Client, Row, Statement};
 
 use crate::error::{corrupt, from_bigint, store_error};
 
-/// Decodes events; remembers the last execution context, because the events of one commit
-/// share theirs and parsing it again for each is most of the cost of a read.
+/// Reads the execution contexts of events by id.
+pub(crate) const READ_CONTEXTS: &str =
+    "SELECT id, context FROM execution_contexts WHERE id = ANY($1)";
+
+/// Decodes events. Events refer to their execution context by id; the decoder reads the
+/// contexts of a batch of rows in one query ([`EventDecoder::load_contexts`]) and parses each
+/// once.
 #[derive(Default)]
 pub(crate) struct EventDecoder {
-    last_context: Option<(String, ExecutionContext)>,
+    contexts: HashMap<i64, ExecutionContext>,
 }
 
 impl EventDecoder {
+    /// Reads the execution contexts of these rows (whose event columns start at `first`) that
+    /// the decoder does not have yet.
+    pub(crate) async fn load_contexts(
+        &mut self,
+        client: &Client,
+        read_contexts: &Statement,
+        rows: &[Row],
+        first: usize,
+    ) -> Result<(), tokio_postgres::Error> {
+        let mut missing: Vec<i64> = Vec::new();
+        for row in rows {
+            let id: i64 = row.try_get(first + 7)?;
+            if !self.contexts.contains_key(&id) && !missing.contains(&id) {
+                missing.push(id);
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for row in client.query(read_contexts, &[&missing]).await? {
+            let id: i64 = row.try_get(0)?;
+            let text: &str = row.try_get(1)?;
+            // A context that does not parse is reported when an event needs it.
+            if let Ok(context) = serde_json::from_str(text) {
+                self.contexts.insert(id, context);
+            }
+        }
+        Ok(())
+    }
+
     /// Decodes the event whose columns start at `first` in the row: sequence_number,
     /// occurred, event_source, event_type, event_type_generation, public, content,
     /// execution_context, aggregate_root, aggregate_version, external_sequence_number,
@@ -30,14 +67,18 @@ impl EventDecoder {
         let generation: i64 = row.try_get(column(4)).map_err(store_error)?;
         let public: bool = row.try_get(column(5)).map_err(store_error)?;
         let content: String = row.try_get(column(6)).map_err(store_error)?;
-        let context_text: &str = row.try_get(column(7)).map_err(store_error)?;
+        let context_id: i64 = row.try_get(column(7)).map_err(store_error)?;
         let aggregate_root: Option<Uuid> = row.try_get(column(8)).map_err(store_error)?;
         let aggregate_version: Option<i64> = row.try_get(column(9)).map_err(store_error)?;
         let external_sequence_number: Option<i64> = row.try_get(column(10)).map_err(store_error)?;
         let received: Option<i64> = row.try_get(column(11)).map_err(store_error)?;
         let consent: Option<Uuid> = row.try_get(column(12)).map_err(store_error)?;
 
-        let execution_context = self.context(context_text)?;
+        let execution_context = self
+            .contexts
+            .get(&context_id)
+            .cloned()
+            .ok_or_else(|| corrupt(format!("execution context {context_id} is missing")))?;
         let aggregate = match (aggregate_root, aggregate_version) {
             (Some(root), Some(version)) => Some(AggregateMetadata {
                 aggregate_root: root.into(),
@@ -67,18 +108,6 @@ impl EventDecoder {
             aggregate,
             event_horizon,
         })
-    }
-
-    fn context(&mut self, text: &str) -> Result<ExecutionContext, StoreError> {
-        if let Some((last_text, last)) = &self.last_context
-            && last_text == text
-        {
-            return Ok(last.clone());
-        }
-        let context: ExecutionContext = serde_json::from_str(text)
-            .map_err(|error| corrupt(format!("execution context: {error}")))?;
-        self.last_context = Some((text.to_owned(), context.clone()));
-        Ok(context)
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! Design notes: identifiers are `uuid`s; JSON (event content, execution contexts, states) is
 //! `text`, because `jsonb` would change whitespace and key order and content must come back
-//! byte for byte. The only secondary index on the event log is a partial one on aggregate
+//! byte for byte. An event refers to its execution context by id: the events of a commit share
+//! one, and it is most of an event's bytes. The only secondary index on the event log is a partial one on aggregate
 //! events, so that commits of events that belong to no aggregate pay for no random-key index.
 
 use dolittle_store::StoreError;
@@ -31,7 +32,7 @@ CREATE TABLE events (
     event_type_generation bigint NOT NULL,
     public boolean NOT NULL,
     content text NOT NULL,
-    execution_context text NOT NULL,
+    execution_context bigint NOT NULL,
     aggregate_root uuid,
     aggregate_version bigint,
     external_sequence_number bigint,
@@ -42,6 +43,10 @@ CREATE TABLE events (
 CREATE INDEX events_by_aggregate
     ON events (aggregate_root, event_source, scope, aggregate_version)
     WHERE aggregate_root IS NOT NULL;
+CREATE TABLE execution_contexts (
+    id bigint PRIMARY KEY,
+    context text NOT NULL
+);
 CREATE TABLE log_lengths (
     scope uuid PRIMARY KEY,
     length bigint NOT NULL
