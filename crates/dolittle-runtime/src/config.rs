@@ -104,6 +104,19 @@ pub struct RuntimeConfig {
     pub location: ConfigLocation,
     pub max_request_bytes: usize,
     pub log_format: LogFormat,
+    /// The bearer token the management API requires; required when it is bound to an address
+    /// other than loopback.
+    pub management_token: Option<ManagementToken>,
+}
+
+/// A bearer token for the management API. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ManagementToken(pub String);
+
+impl fmt::Debug for ManagementToken {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("ManagementToken(..)")
+    }
 }
 
 /// Where the configuration files are looked for: the working directory's search folders, or
@@ -154,11 +167,13 @@ pub struct Overrides {
     pub management_host: Option<String>,
     pub max_request_bytes: Option<usize>,
     pub log_format: Option<String>,
+    pub management_token: Option<String>,
+    pub management_token_file: Option<PathBuf>,
 }
 
 impl Overrides {
     /// The environment variables that override configuration, in the order of [`Overrides`].
-    pub const VARIABLES: [&'static str; 13] = [
+    pub const VARIABLES: [&'static str; 15] = [
         "DOLITTLE_CONFIG_DIR",
         "DOLITTLE_DATA_DIR",
         "DOLITTLE_WORKING_DIR",
@@ -172,6 +187,8 @@ impl Overrides {
         "DOLITTLE_MANAGEMENT_HOST",
         "DOLITTLE_MAX_REQUEST_BYTES",
         "DOLITTLE_LOG_FORMAT",
+        "DOLITTLE_MANAGEMENT_TOKEN",
+        "DOLITTLE_MANAGEMENT_TOKEN_FILE",
     ];
 
     /// Reads overrides from environment variables (an injected map).
@@ -216,6 +233,8 @@ impl Overrides {
             management_host: text("DOLITTLE_MANAGEMENT_HOST"),
             max_request_bytes,
             log_format: text("DOLITTLE_LOG_FORMAT"),
+            management_token: text("DOLITTLE_MANAGEMENT_TOKEN"),
+            management_token_file: text("DOLITTLE_MANAGEMENT_TOKEN_FILE").map(PathBuf::from),
         })
     }
 
@@ -235,6 +254,8 @@ impl Overrides {
             management_host: higher.management_host.or(self.management_host),
             max_request_bytes: higher.max_request_bytes.or(self.max_request_bytes),
             log_format: higher.log_format.or(self.log_format),
+            management_token: higher.management_token.or(self.management_token),
+            management_token_file: higher.management_token_file.or(self.management_token_file),
         }
     }
 }
@@ -431,6 +452,18 @@ impl RuntimeConfig {
                 ));
             }
         };
+        let management_token = Self::load_management_token(&overrides, &working_dir)?;
+        if management.enabled && !management.host.is_loopback() && management_token.is_none() {
+            return Err(ConfigError::new(
+                "flags",
+                "--management-host",
+                format!(
+                    "the management API is bound to {}, which is not loopback: give it a token \
+                     with --management-token-file or DOLITTLE_MANAGEMENT_TOKEN",
+                    management.host
+                ),
+            ));
+        }
         Ok(Self {
             microservice,
             tenants,
@@ -448,7 +481,38 @@ impl RuntimeConfig {
                 .max_request_bytes
                 .unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
             log_format,
+            management_token,
         })
+    }
+
+    /// The management token: the file named by a flag wins over the environment's token.
+    fn load_management_token(
+        overrides: &Overrides,
+        working_dir: &Path,
+    ) -> Result<Option<ManagementToken>, ConfigError> {
+        let token = match &overrides.management_token_file {
+            Some(file) => {
+                let path = working_dir.join(file);
+                let text = std::fs::read_to_string(&path).map_err(|error| {
+                    ConfigError::new(
+                        "flags",
+                        "--management-token-file",
+                        format!("cannot read {}: {error}", path.display()),
+                    )
+                })?;
+                Some(text.trim().to_owned())
+            }
+            None => overrides.management_token.clone(),
+        };
+        match token {
+            Some(token) if token.is_empty() => Err(ConfigError::new(
+                "flags",
+                "--management-token-file",
+                "the management token is empty",
+            )),
+            Some(token) => Ok(Some(ManagementToken(token))),
+            None => Ok(None),
+        }
     }
 
     fn load_tenants(files: &ConfigFiles) -> Result<Vec<TenantId>, ConfigError> {

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod event_horizon;
 pub mod failures;
+pub mod management;
 pub mod metrics;
 pub mod processing;
 pub mod reverse_calls;
@@ -58,6 +59,8 @@ pub struct Listeners {
     pub private: TcpListener,
     pub public: Option<TcpListener>,
     pub metrics: Option<TcpListener>,
+    /// The management API and dashboard ([`management`]).
+    pub management: Option<TcpListener>,
 }
 
 /// Why the Runtime stopped with an error.
@@ -71,6 +74,8 @@ pub enum RunError {
     },
     #[error("the metrics endpoint failed: {0}")]
     Metrics(#[source] std::io::Error),
+    #[error("the management endpoint failed: {0}")]
+    Management(#[source] std::io::Error),
 }
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight calls finish, stops
@@ -81,6 +86,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     let token = context.shutdown.clone();
+    // The stores were opened before the context was made: from here on the Runtime is ready.
+    context.metrics.set_ready();
     tokio::spawn({
         let token = token.clone();
         async move {
@@ -128,7 +135,10 @@ pub async fn run(
     let metrics = {
         let token = token.clone();
         let listener = listeners.metrics;
-        let router = metrics::router(context.metrics.clone());
+        let processors = context.clone();
+        let router = metrics::router_with(context.metrics.clone(), move || {
+            management::prometheus::render(&processors)
+        });
         async move {
             match listener {
                 Some(listener) => axum::serve(listener, router)
@@ -139,7 +149,21 @@ pub async fn run(
             }
         }
     };
-    let result = tokio::try_join!(private, public, metrics).map(|_| ());
+    let management = {
+        let token = token.clone();
+        let listener = listeners.management;
+        let router = management::router(context.clone());
+        async move {
+            match listener {
+                Some(listener) => axum::serve(listener, router)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await
+                    .map_err(RunError::Management),
+                None => Ok(()),
+            }
+        }
+    };
+    let result = tokio::try_join!(private, public, metrics, management).map(|_| ());
     token.cancel();
     context.processors.wait_until_stopped().await;
     result

@@ -47,6 +47,11 @@ struct Arguments {
     /// Port of the management API (default 51052) [env: DOLITTLE_MANAGEMENT_PORT]
     #[arg(long, value_name = "PORT")]
     management_port: Option<u16>,
+    /// File holding the bearer token of the management API, required when it is bound to an
+    /// address other than loopback [env: DOLITTLE_MANAGEMENT_TOKEN_FILE, or the token itself
+    /// in DOLITTLE_MANAGEMENT_TOKEN]
+    #[arg(long, value_name = "FILE")]
+    management_token_file: Option<PathBuf>,
     /// Port of the metrics and health endpoints (default 9700) [env: DOLITTLE_METRICS_PORT]
     #[arg(long, value_name = "PORT")]
     metrics_port: Option<u16>,
@@ -86,6 +91,8 @@ impl Arguments {
             management_host: self.management_host,
             max_request_bytes: self.max_request_bytes,
             log_format: self.log_format,
+            management_token: None,
+            management_token_file: self.management_token_file,
         }
     }
 }
@@ -143,6 +150,10 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
         false => None,
     };
     let metrics = bind("metrics", config.metrics.host, config.metrics.port).await?;
+    let management = match config.management.enabled {
+        true => Some(bind("management", config.management.host, config.management.port).await?),
+        false => None,
+    };
     tracing::info!(
         private = %private.local_addr()?,
         public = %public
@@ -150,6 +161,10 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
             .and_then(|listener| listener.local_addr().ok())
             .map_or_else(|| "disabled".to_owned(), |address| address.to_string()),
         metrics = %metrics.local_addr()?,
+        management = %management
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
+            .map_or_else(|| "disabled".to_owned(), |address| address.to_string()),
         tenants = tenants.len(),
         microservice = %config.microservice,
         "dolittle runtime is listening"
@@ -161,6 +176,7 @@ async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
         private,
         public,
         metrics: Some(metrics),
+        management,
     };
     dolittle_runtime::run(context, listeners, shutdown_signal()).await?;
     tracing::info!("stopped");

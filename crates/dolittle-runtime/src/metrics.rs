@@ -41,6 +41,8 @@ pub struct Metrics {
     events_processed: AtomicU64,
     /// Event-horizon subscriptions of this Runtime as a consumer, by their label set.
     subscriptions: Mutex<BTreeMap<String, Arc<SubscriptionCounters>>>,
+    /// Set once every tenant's store is open and the Runtime serves: what `/readyz` reports.
+    ready: std::sync::atomic::AtomicBool,
 }
 
 /// The counters of one event-horizon subscription (consumer side).
@@ -72,7 +74,26 @@ impl Metrics {
             processing_failures: AtomicU64::new(0),
             events_processed: AtomicU64::new(0),
             subscriptions: Mutex::new(BTreeMap::new()),
+            ready: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Reverse calls that heads hold open (one per registered processor and head).
+    pub fn open_reverse_calls(&self) -> i64 {
+        self.reverse_calls.load(Ordering::Relaxed)
+    }
+
+    /// Marks the Runtime ready: its stores are open and it serves.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
     }
 
     fn tenant(&self, tenant: TenantId) -> Arc<TenantCounters> {
@@ -344,22 +365,46 @@ impl Drop for ReverseCallGuard {
 
 /// The HTTP routes of the metrics port: `/metrics` (and `/metrics/`), `/healthz`, `/readyz`.
 pub fn router(metrics: Arc<Metrics>) -> Router {
-    let render = move || {
+    router_with(metrics, String::new)
+}
+
+/// The routes of the metrics port, with more Prometheus text appended to `/metrics` by `more`
+/// (the per-processor gauges, which need the whole Runtime).
+pub fn router_with(
+    metrics: Arc<Metrics>,
+    more: impl Fn() -> String + Clone + Send + Sync + 'static,
+) -> Router {
+    let render = {
         let metrics = metrics.clone();
+        move || {
+            let metrics = metrics.clone();
+            let more = more.clone();
+            async move {
+                let mut text = metrics.render();
+                text.push_str(&more());
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    text,
+                )
+                    .into_response()
+            }
+        }
+    };
+    let ready = move || {
+        let ready = metrics.is_ready();
         async move {
-            (
-                [(
-                    header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                metrics.render(),
-            )
-                .into_response()
+            match ready {
+                true => (axum::http::StatusCode::OK, "ready"),
+                false => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready"),
+            }
         }
     };
     Router::new()
         .route("/metrics", get(render.clone()))
         .route("/metrics/", get(render))
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(|| async { "ready" }))
+        .route("/readyz", get(ready))
 }

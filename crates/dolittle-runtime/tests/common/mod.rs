@@ -87,6 +87,7 @@ impl TestRuntime {
                 private,
                 public: None,
                 metrics: None,
+                management: None,
             };
             dolittle_runtime::run(running, listeners, async move {
                 let _ = stopped.await;
