@@ -260,6 +260,8 @@ fn boot_time_and_memory(tenants: usize, handlers: usize) -> Row {
             "0",
             "--metrics-port",
             "0",
+            "--management-port",
+            "0",
         ])
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::null())

@@ -614,3 +614,19 @@ async fn metrics_parse_as_prometheus_text_and_lag_goes_to_zero_when_a_handler_ca
     }
     runtime.stop().await;
 }
+
+#[test]
+fn the_binary_refuses_to_start_with_a_management_endpoint_off_loopback_and_no_token() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_dolittle-runtime"))
+        .current_dir(dir.path())
+        .args(["--management-host", "0.0.0.0", "--management-port", "0"])
+        .env_remove("DOLITTLE_MANAGEMENT_TOKEN")
+        .env_remove("DOLITTLE_MANAGEMENT_TOKEN_FILE")
+        .output()
+        .expect("run dolittle-runtime");
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("--management-token-file"), "{message}");
+    assert!(message.contains("not loopback"), "{message}");
+}

@@ -258,6 +258,8 @@ impl ChildRuntime {
                 "0",
                 "--metrics-port",
                 "0",
+                "--management-port",
+                "0",
             ])
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
