@@ -72,6 +72,7 @@ impl InProcessRuntime {
                 private,
                 public: None,
                 metrics: None,
+                management: None,
             };
             let shutdown = async move {
                 let _ = stopped.await;

@@ -209,6 +209,7 @@ impl Node {
                     private,
                     public: Some(public),
                     metrics: None,
+                    management: None,
                 };
                 dolittle_runtime::run(context, listeners, async move {
                     let _ = stopped.await;
@@ -739,6 +740,8 @@ impl Process {
                 &public_port.to_string(),
                 "--metrics-port",
                 &metrics_port.to_string(),
+                "--management-port",
+                "0",
                 "--microservice-id",
                 &microservice.to_string(),
             ])

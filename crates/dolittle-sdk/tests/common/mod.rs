@@ -124,6 +124,7 @@ async fn run_runtime(
             private,
             public: None,
             metrics: None,
+            management: None,
         };
         dolittle_runtime::run(context, listeners, async move {
             let _ = stopped.await;
