@@ -132,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
             private,
             public: None,
             metrics: None,
+            management: None,
         },
         async move {
             let _ = stopped.await;
