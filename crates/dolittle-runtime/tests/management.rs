@@ -2,6 +2,8 @@
 //! stores, a real head over gRPC, real HTTP on loopback.
 
 mod common;
+#[path = "common/projection_head.rs"]
+mod projection_head;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -629,4 +631,75 @@ fn the_binary_refuses_to_start_with_a_management_endpoint_off_loopback_and_no_to
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(message.contains("--management-token-file"), "{message}");
     assert!(message.contains("not loopback"), "{message}");
+}
+
+#[tokio::test]
+async fn a_projection_is_rebuilt_from_the_start_once_no_head_has_it_registered() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime =
+        ManagedRuntime::start(dir.path(), &[TenantId::DEVELOPMENT], Overrides::default()).await;
+    let projection_id = EventProcessorId(Uuid::from_u128(0x9f0e_1d2c));
+    let mut store = EventStoreClient::new(common::connect(runtime.private).await);
+    let events = ["x", "y"]
+        .iter()
+        .map(|source| uncommitted(source, event_type(1), "{}"))
+        .collect();
+    commit(&mut store, TenantId::DEVELOPMENT, events).await;
+    let register = || async {
+        projection_head::TestProjection::register(
+            common::connect(runtime.private).await,
+            projection_id,
+            ScopeId::DEFAULT,
+            &[(event_type(1), projection_head::Key::EventSource)],
+            "{}",
+        )
+        .await
+        .serve(|_| projection_head::Answer::Replace(r#"{"seen":true}"#.into()))
+    };
+    let head = register().await;
+    let read_models = format!(
+        "/api/tenants/{}/projections/{projection_id}/read-models",
+        TenantId::DEVELOPMENT
+    );
+    let models = runtime
+        .wait_for(&read_models, |models| {
+            models.as_array().is_some_and(|models| models.len() == 2)
+        })
+        .await;
+    assert_eq!(models[0], json!({"key": "x", "state": {"seen": true}}));
+    let path = format!("/api/projections/{projection_id}");
+    let view = runtime
+        .wait_for(&path, |view| {
+            processor_of_tenant(view, TenantId::DEVELOPMENT)["lag"] == json!(0)
+        })
+        .await;
+    assert_eq!(view["kind"], json!("projection"));
+    assert_eq!(view["event_types"], json!([event_type(1).id.to_string()]));
+
+    let (status, refused) = runtime.post(&format!("{path}/replay"), json!({})).await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(
+        refused["failure"]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("registered by a connected head")),
+        "{refused}"
+    );
+
+    head.abort();
+    runtime
+        .wait_for(&path, |view| view["registered"] == json!(false))
+        .await;
+    let (status, rebuilt) = runtime.post(&format!("{path}/replay"), json!({})).await;
+    assert_eq!(status, 200, "{rebuilt}");
+    let (_, models) = runtime.get(&read_models).await;
+    assert_eq!(models, json!([]), "the read models are dropped");
+
+    let _head = register().await;
+    let models = runtime
+        .wait_for(&read_models, |models| {
+            models.as_array().is_some_and(|models| models.len() == 2)
+        })
+        .await;
+    assert_eq!(models[1], json!({"key": "y", "state": {"seen": true}}));
+    runtime.stop().await;
 }

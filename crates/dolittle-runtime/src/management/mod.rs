@@ -34,8 +34,6 @@ use crate::tenants::TenantError;
 pub const NOT_FOUND: Uuid = Uuid::from_u128(0x9c2f4e61_0b7d_4a35_8e19_5d3a7f1c2b04);
 /// An operation the Runtime refused in its current state (a replay past the position).
 pub const REFUSED: Uuid = Uuid::from_u128(0x4b8e1d27_93a6_4f0c_b5d2_7e6a9c3f1d58);
-/// An operation this Runtime does not offer yet.
-pub const NOT_AVAILABLE: Uuid = Uuid::from_u128(0x1e7a5c39_6d24_4b8f_a0c3_8f2b6d9e4a17);
 
 /// The OpenAPI document, written by hand beside this file.
 const OPENAPI: &str = include_str!("openapi.json");

@@ -35,7 +35,7 @@ paths={
  "/api/filters/{id}":{"get":op("One filter",ref("Processor"),[id_p("filter"),tenant_q,scope_q],tag="processors")},
  "/api/projections":{"get":op("Every projection with its state per tenant",arr(ref("Processor")),[tenant_q,scope_q],tag="processors")},
  "/api/projections/{id}":{"get":op("One projection",ref("Processor"),[id_p("projection"),tenant_q,scope_q],tag="processors")},
- "/api/projections/{id}/replay":{"post":op("Rebuild a projection (answers 501 while this Runtime does not offer it)",ref("ReplayResponse"),[id_p("projection")],extra={"501":{"$ref":"#/components/responses/Failed"}},tag="processors")},
+ "/api/projections/{id}/replay":{"post":op("Rebuild a projection that no head has registered now: its read models, definition and state are dropped, and the next registration builds it from the start of the log. A registered projection is refused (409): change its definition to rebuild it beside the live read models",ref("ReplayResponse"),[id_p("projection")],body=ref("ReplayRequest"),extra={"409":{"$ref":"#/components/responses/Refused"}},tag="processors")},
  "/api/tenants/{tenant}/events":{"get":op("A page of a scope's event log",ref("EventPage"),[tenant_p,scope_q,from_q,limit_q,q("event_type","Only events of this event type id",S(format="uuid")),q("event_source","Only events of this event source"),q("public","Only public events",B)])},
  "/api/tenants/{tenant}/event-types":{"get":op("The event types that occur in a scope's log, with counts",ref("EventTypes"),[tenant_p,scope_q])},
  "/api/tenants/{tenant}/streams/{stream}":{"get":op("A page of a stream",ref("StreamPage"),[tenant_p,{"name":"stream","in":"path","required":True,"schema":S(format="uuid")},scope_q,from_q,limit_q,q("partition","Only this partition")])},

@@ -12,7 +12,7 @@ use dolittle_store::{FilterDefinition, ProcessorKey, ProcessorKind, StreamProces
 use dolittle_types::{EventProcessorId, PartitionId, ScopeId, TenantId};
 use serde::{Deserialize, Serialize};
 
-use super::{ApiResult, ManagementError, NOT_AVAILABLE, QueryParameters, REFUSED, rfc3339};
+use super::{ApiResult, ManagementError, QueryParameters, REFUSED, rfc3339};
 use crate::RuntimeContext;
 use crate::processing::{RegisteredProcessor, ReplayFailure};
 
@@ -395,22 +395,56 @@ fn replay_error(failure: ReplayFailure) -> ManagementError {
     }
 }
 
-/// Rebuilding a projection needs the projections' own machinery (dropping and rebuilding the
-/// read models side by side); until it is part of this Runtime the endpoint says so.
+/// Rebuilds a projection that no head has registered now: its read models, definition and
+/// state are dropped, so that the next registration builds it from the start of the log.
+/// Readers find no read models until then. A registered projection is refused: while it runs,
+/// the way to rebuild it is a changed definition, which the projection rebuilds beside the live
+/// read models.
 pub async fn replay_projection(
     State(context): State<RuntimeContext>,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> ApiResult<ReplayResponse> {
-    let _ = get_one(
-        &context,
-        ProcessorKind::Projection,
-        &id,
-        &QueryParameters::parse(None),
-    )
-    .await?;
-    Err(ManagementError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        NOT_AVAILABLE,
-        "rebuilding a projection is not yet available in this Runtime",
-    ))
+    let request: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(ManagementError::invalid)?
+    };
+    if request.from.is_some_and(|from| from > 0) || request.partition.is_some() {
+        return Err(ManagementError::invalid(
+            "a projection is rebuilt from the start: from and partition do not apply",
+        ));
+    }
+    let lookup = QueryParameters::parse(
+        request
+            .scope
+            .map(|scope| format!("scope={scope}"))
+            .as_deref(),
+    );
+    let found = get_one(&context, ProcessorKind::Projection, &id, &lookup).await?;
+    if found.registered {
+        return Err(ManagementError::new(
+            StatusCode::CONFLICT,
+            REFUSED,
+            format!(
+                "projection {} is registered by a connected head: stop the head to rebuild it \
+                 from the start, or change its definition to rebuild it beside the live read \
+                 models",
+                found.id
+            ),
+        ));
+    }
+    let tenants = match request.tenant {
+        Some(tenant) => vec![tenant],
+        None => found.tenants.iter().map(|entry| entry.tenant).collect(),
+    };
+    for tenant in tenants {
+        let store = context.tenants.store(tenant)?;
+        store.drop_projection(found.scope, found.id).await?;
+    }
+    let replayed = ProcessorView {
+        tenants: Vec::new(),
+        ..found
+    };
+    Ok(Json(ReplayResponse { replayed }))
 }
