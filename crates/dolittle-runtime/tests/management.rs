@@ -645,18 +645,7 @@ async fn a_projection_is_rebuilt_from_the_start_once_no_head_has_it_registered()
         .map(|source| uncommitted(source, event_type(1), "{}"))
         .collect();
     commit(&mut store, TenantId::DEVELOPMENT, events).await;
-    let register = || async {
-        projection_head::TestProjection::register(
-            common::connect(runtime.private).await,
-            projection_id,
-            ScopeId::DEFAULT,
-            &[(event_type(1), projection_head::Key::EventSource)],
-            "{}",
-        )
-        .await
-        .serve(|_| projection_head::Answer::Replace(r#"{"seen":true}"#.into()))
-    };
-    let head = register().await;
+    let head = serve_projection(runtime.private, projection_id).await;
     let read_models = format!(
         "/api/tenants/{}/projections/{projection_id}/read-models",
         TenantId::DEVELOPMENT
@@ -694,7 +683,7 @@ async fn a_projection_is_rebuilt_from_the_start_once_no_head_has_it_registered()
     let (_, models) = runtime.get(&read_models).await;
     assert_eq!(models, json!([]), "the read models are dropped");
 
-    let _head = register().await;
+    let _head = serve_projection(runtime.private, projection_id).await;
     let models = runtime
         .wait_for(&read_models, |models| {
             models.as_array().is_some_and(|models| models.len() == 2)
@@ -702,4 +691,20 @@ async fn a_projection_is_rebuilt_from_the_start_once_no_head_has_it_registered()
         .await;
     assert_eq!(models[1], json!({"key": "y", "state": {"seen": true}}));
     runtime.stop().await;
+}
+
+/// A projection head that answers every event with the same read model.
+async fn serve_projection(
+    private: SocketAddr,
+    projection: EventProcessorId,
+) -> tokio::task::JoinHandle<u64> {
+    projection_head::TestProjection::register(
+        common::connect(private).await,
+        projection,
+        ScopeId::DEFAULT,
+        &[(event_type(1), projection_head::Key::EventSource)],
+        "{}",
+    )
+    .await
+    .serve(|_| projection_head::Answer::Replace(r#"{"seen":true}"#.into()))
 }
