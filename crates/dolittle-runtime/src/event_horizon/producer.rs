@@ -158,7 +158,8 @@ impl Subscription<'_> {
             let mut read_something = false;
             // Mark the length seen before reading, so an append during the read wakes us.
             let seen_length = *length.borrow_and_update();
-            if in_flight.len() < EVENTS_IN_FLIGHT
+            // Refill the window in large reads: when at least half of it is free.
+            if in_flight.len() <= EVENTS_IN_FLIGHT / 2
                 && public
                 && seen_length > position
                 && read_to_length != Some(seen_length)
@@ -218,7 +219,7 @@ impl Subscription<'_> {
                         return Err(SubscriptionError::Consumer(failure.reason));
                     }
                 }
-                changed = length.changed(), if in_flight.len() < EVENTS_IN_FLIGHT => {
+                changed = length.changed(), if in_flight.len() <= EVENTS_IN_FLIGHT / 2 => {
                     if changed.is_err() {
                         return Err(SubscriptionError::Cancelled);
                     }
