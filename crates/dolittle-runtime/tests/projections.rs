@@ -401,14 +401,53 @@ async fn the_projection_store_refuses_unknown_projections_tenants_and_bad_ids() 
 
 #[tokio::test]
 async fn a_changed_definition_is_rebuilt_beside_the_old_read_models_and_swapped_when_caught_up() {
+    rebuild_scenario(TenantId::DEVELOPMENT, None).await;
+}
+
+#[tokio::test]
+async fn a_rebuild_on_postgresql_swaps_without_mixing_too() {
+    let url = postgres_url();
+    let schema = format!("runtime_projections_{}", Uuid::new_v4().simple());
+    let resources = serde_json::json!({
+        SECOND_TENANT.to_string(): {"eventStore": {"postgres": {"connectionString": url, "schema": schema}}}
+    });
+    rebuild_scenario(SECOND_TENANT, Some(resources)).await;
+    if let Ok((client, connection)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        let driver = tokio::spawn(connection);
+        let _ = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+            .await;
+        drop(client);
+        let _ = driver.await;
+    }
+}
+
+fn postgres_url() -> String {
+    ["DOLITTLE_TEST_POSTGRES_URL", "DATABASE_URL"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty()))
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A projection is built, the Runtime restarts, the head registers a changed definition, and
+/// readers of `tenant` see the old read models until the rebuild is promoted. With resources,
+/// the development tenant (with no events) is served too.
+async fn rebuild_scenario(tenant: TenantId, resources: Option<serde_json::Value>) {
+    let tenants = if resources.is_some() {
+        vec![TenantId::DEVELOPMENT, tenant]
+    } else {
+        vec![tenant]
+    };
     let dir = tempfile::tempdir().expect("temp dir");
-    let runtime = TestRuntime::start_in(dir.path(), &[TenantId::DEVELOPMENT]).await;
+    let runtime = TestRuntime::start_with_resources(dir.path(), &tenants, resources.clone()).await;
     let mut store = runtime.event_store().await;
-    let events: Vec<_> = ["a", "b", "c", "a", "b", "c"]
+    let mut events: Vec<_> = ["a", "b", "c", "a", "b", "c"]
         .iter()
         .map(|source| uncommitted(source, event_type(1), "{}"))
         .collect();
-    commit(&mut store, TenantId::DEVELOPMENT, events).await;
+    // The log ends with an event the projection does not select.
+    events.push(uncommitted("a", event_type(9), "{}"));
+    commit(&mut store, tenant, events).await;
     let old = TestProjection::register(
         runtime.channel().await,
         PROJECTION,
@@ -418,7 +457,7 @@ async fn a_changed_definition_is_rebuilt_beside_the_old_read_models_and_swapped_
     )
     .await;
     let old_head = old.serve(counting);
-    let old_models = wait_for_read_models(&runtime, TenantId::DEVELOPMENT, PROJECTION, |models| {
+    let old_models = wait_for_read_models(&runtime, tenant, PROJECTION, |models| {
         models.len() == 3 && models.values().all(|model| model["count"] == 2)
     })
     .await;
@@ -427,7 +466,7 @@ async fn a_changed_definition_is_rebuilt_beside_the_old_read_models_and_swapped_
     let _ = old_head.await;
 
     // The Runtime restarts and the head comes back with a new initial state.
-    let runtime = TestRuntime::start_in(dir.path(), &[TenantId::DEVELOPMENT]).await;
+    let runtime = TestRuntime::start_with_resources(dir.path(), &tenants, resources.clone()).await;
     let mut new = TestProjection::register(
         runtime.channel().await,
         PROJECTION,
@@ -449,22 +488,19 @@ async fn a_changed_definition_is_rebuilt_beside_the_old_read_models_and_swapped_
             assert!(initial, "the rebuild starts from scratch");
         }
         // Until the rebuild has caught up, readers see exactly the old read models.
-        assert_eq!(
-            read_models(&runtime, TenantId::DEVELOPMENT, PROJECTION).await,
-            old_models
-        );
-        let unknown = get_one(&runtime, TenantId::DEVELOPMENT, PROJECTION, "z").await;
+        assert_eq!(read_models(&runtime, tenant, PROJECTION).await, old_models);
+        let unknown = get_one(&runtime, tenant, PROJECTION, "z").await;
         assert_eq!(unknown.state.expect("state").state, r#"{"version":1}"#);
         new.respond(&request, counting(&request)).await;
         answered += 1;
     }
-    let new_models = wait_for_read_models(&runtime, TenantId::DEVELOPMENT, PROJECTION, |models| {
+    let new_models = wait_for_read_models(&runtime, tenant, PROJECTION, |models| {
         models.values().all(|model| model["version"] == 2)
     })
     .await;
     assert_eq!(new_models.len(), 3);
     assert!(new_models.values().all(|model| model["count"] == 2));
-    let unknown = get_one(&runtime, TenantId::DEVELOPMENT, PROJECTION, "z").await;
+    let unknown = get_one(&runtime, tenant, PROJECTION, "z").await;
     assert_eq!(unknown.state.expect("state").state, r#"{"version":2}"#);
 
     // The same definition again continues where it was: nothing is sent again.
@@ -490,7 +526,7 @@ async fn a_changed_definition_is_rebuilt_beside_the_old_read_models_and_swapped_
     let mut store = runtime.event_store().await;
     commit(
         &mut store,
-        TenantId::DEVELOPMENT,
+        tenant,
         vec![uncommitted("a", event_type(1), "{}")],
     )
     .await;

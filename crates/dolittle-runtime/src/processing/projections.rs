@@ -134,7 +134,7 @@ pub trait ProjectionHead: Send + Sync + 'static {
     async fn project(
         &self,
         tenant: TenantId,
-        event: &CommittedEvent,
+        event: CommittedEvent,
         current: CurrentState,
         retry: Option<RetryState>,
     ) -> Result<Outcome<Projected>, CallError>;
@@ -564,7 +564,7 @@ impl Shared {
     /// Projects one event onto the latest state of its key.
     async fn project(
         &self,
-        event: &CommittedEvent,
+        event: CommittedEvent,
         key: String,
         state: Option<String>,
         retry: Option<RetryState>,
@@ -761,7 +761,7 @@ impl ProjectionProcessor {
             Ok(state) => state,
             Err(error) => return Ok(store_failure(error)),
         };
-        self.shared.project(event, key, state, retry).await
+        self.shared.project(event.clone(), key, state, retry).await
     }
 }
 
@@ -889,7 +889,7 @@ async fn run_pipeline(
                     None => shared.latest_state(&key).await,
                 };
                 let answer = match state {
-                    Ok(state) => shared.project(&event, key.clone(), state, None).await,
+                    Ok(state) => shared.project(event, key.clone(), state, None).await,
                     Err(error) => Ok(store_failure(error)),
                 };
                 (sequence_number, key, sender, answer)

@@ -159,7 +159,7 @@ impl ProjectionHead for WireProjectionHead {
     async fn project(
         &self,
         tenant: TenantId,
-        event: &CommittedEvent,
+        event: CommittedEvent,
         current: CurrentState,
         retry: Option<RetryState>,
     ) -> Result<Outcome<Projected>, CallError> {
@@ -167,7 +167,7 @@ impl ProjectionHead for WireProjectionHead {
             call_context: None,
             current_state: Some(current_state_to_wire(current)),
             event: Some(convert::stream_event_to_wire(
-                event.clone(),
+                event,
                 &PartitionId::unpartitioned(),
                 self.scope,
                 false,
