@@ -55,6 +55,10 @@ struct Scenario {
 
 const SCENARIOS: &[Scenario] = &[
     Scenario {
+        name: "raw PostgreSQL: 1-row INSERT transactions, 1 client (for context)",
+        unit: "commits/s",
+    },
+    Scenario {
         name: "durable 1-event commits, 1 writer",
         unit: "commits/s",
     },
@@ -93,7 +97,7 @@ enum Location {
 /// A backend under measurement, with its own targets (issues 2 and 3), one per scenario.
 struct Backend {
     name: &'static str,
-    goals: [Goal; 7],
+    goals: [Goal; 8],
     location: Location,
 }
 
@@ -122,6 +126,7 @@ async fn backends() -> Vec<Backend> {
             "postgres" => backends.push(Backend {
                 name: "postgres",
                 goals: [
+                    Goal::None,
                     Goal::AtLeast(4_000.0),
                     Goal::AtLeast(50_000.0),
                     Goal::None,
@@ -135,6 +140,7 @@ async fn backends() -> Vec<Backend> {
             "sqlite" => backends.push(Backend {
                 name: "sqlite",
                 goals: [
+                    Goal::None,
                     Goal::AtLeast(5_000.0),
                     Goal::AtLeast(150_000.0),
                     Goal::None,
@@ -181,13 +187,17 @@ fn main() {
             eprintln!("{}: run {} of {runs}", backend.name, run + 1);
             let name = |scenario: &str| format!("{scenario}-{run}");
             let values = runtime.block_on(async {
+                let raw = match &backend.location {
+                    Location::Postgres(database) => raw_postgres_commits(database).await,
+                    Location::Sqlite(_) => f64::NAN,
+                };
                 let single = commits(&backend.open(&name("single")).await, 1, 1).await;
                 let batch = commits(&backend.open(&name("batch")).await, 1, 100).await * 100.0;
                 let eight = commits(&backend.open(&name("group-8")).await, 8, 1).await;
                 let sixty_four = commits(&backend.open(&name("group-64")).await, 64, 1).await;
                 let read = sequential_read(&prepared).await;
                 let (p50, p99) = fetch_aggregates(&prepared, run).await;
-                [single, batch, eight, sixty_four, read, p50, p99]
+                [raw, single, batch, eight, sixty_four, read, p50, p99]
             });
             for (scenario, value) in values.into_iter().enumerate() {
                 results[backend_index][scenario].push(value);
@@ -197,6 +207,37 @@ fn main() {
     print_table(&backends, &mut results, runs);
     // The PostgreSQL database is dropped with the backends, inside the runtime.
     runtime.block_on(async move { drop(backends) });
+}
+
+/// What the server does without the store: single-row INSERTs in their own transactions from
+/// one client, for [`THROUGHPUT_DURATION`]; returns commits/s.
+async fn raw_postgres_commits(database: &TestDatabase) -> f64 {
+    let client = database.client().await;
+    client
+        .batch_execute(
+            "CREATE TABLE IF NOT EXISTS public.raw_probe (id bigint PRIMARY KEY, payload text)",
+        )
+        .await
+        .expect("creating the probe table");
+    let insert = client
+        .prepare("INSERT INTO public.raw_probe (id, payload) VALUES ($1, $2)")
+        .await
+        .expect("preparing");
+    let first: i64 = client
+        .query_one("SELECT coalesce(max(id), 0) + 1 FROM public.raw_probe", &[])
+        .await
+        .expect("reading the probe table")
+        .get(0);
+    let started = Instant::now();
+    let mut commits = 0i64;
+    while started.elapsed() < THROUGHPUT_DURATION {
+        client
+            .execute(&insert, &[&(first + commits), &"{\"n\":1}"])
+            .await
+            .expect("inserting");
+        commits += 1;
+    }
+    commits as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Commits from `committers` concurrent tasks for [`THROUGHPUT_DURATION`]; returns commits/s.
@@ -342,6 +383,9 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn format_value(value: f64, unit: &str) -> String {
+    if value.is_nan() {
+        return "-".to_owned();
+    }
     if unit == "ms" {
         return format!("{value:.3} {unit}");
     }
@@ -416,14 +460,19 @@ fn print_table(backends: &[Backend], results: &mut [Vec<Vec<f64>>], runs: usize)
                 .count();
             format!(
                 "{}: {met}/{} targets met (single {}, 64 committers {}, batches {}, read {}, \
-                 aggregate p50 {})",
+                 aggregate p50 {}{})",
                 backend.name,
                 targets.len(),
-                format_value(values[0], "commits/s"),
-                format_value(values[3], "commits/s"),
-                format_value(values[1], "events/s"),
-                format_value(values[4], "events/s"),
-                format_value(values[5], "ms"),
+                format_value(values[1], "commits/s"),
+                format_value(values[4], "commits/s"),
+                format_value(values[2], "events/s"),
+                format_value(values[5], "events/s"),
+                format_value(values[6], "ms"),
+                if values[0].is_nan() {
+                    String::new()
+                } else {
+                    format!("; raw PostgreSQL {}", format_value(values[0], "commits/s"))
+                },
             )
         })
         .collect();
