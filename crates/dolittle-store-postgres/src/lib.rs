@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::appender::{Appender, Message, Reply, Request, Work};
 use crate::error::{from_bigint, to_bigint};
 use crate::pool::{Pool, PooledConnection};
-use crate::rows::{EventDecoder, READ_CONTEXTS, from_json, to_json};
+use crate::rows::{ContextCache, EventDecoder, READ_CONTEXTS, from_json, to_json};
 use crate::watches::Watches;
 
 pub use crate::schema::SUPPORTED_VERSION as SUPPORTED_SCHEMA_VERSION;
@@ -83,6 +83,7 @@ pub struct PostgresEventStore {
     description: StoreDescription,
     pool: Pool,
     watches: Arc<Watches>,
+    contexts: ContextCache,
     requests: mpsc::Sender<Message>,
     /// Dropped (or sent to) when the store closes, which stops the listener.
     stop_listener: watch::Sender<()>,
@@ -148,6 +149,7 @@ impl PostgresEventStore {
             description,
             pool: Pool::new(client_config, config.schema, config.max_connections),
             watches,
+            contexts: ContextCache::default(),
             requests,
             stop_listener,
         })
@@ -316,18 +318,24 @@ impl EventStore for PostgresEventStore {
             }
         };
         // The length first: the read then sees at least every event below it, so `next` never
-        // skips an event committed in between.
-        let length: i64 = match pooled
-            .get()
-            .client
-            .query_opt(&length_statement, &[&scope.0])
-            .await
-        {
-            Ok(Some(row)) => row.try_get(0).map_err(|error| pooled.fail(error))?,
-            Ok(None) => 0,
-            Err(error) => return Err(pooled.fail(error)),
+        // skips an event committed in between. What the store knows (its own commits, others'
+        // notifications) is committed; only a read at that end asks the database for more.
+        let length = match self.watches.known_log_length(scope) {
+            Some(known) if known > from => known,
+            _ => {
+                let length: i64 = match pooled
+                    .get()
+                    .client
+                    .query_opt(&length_statement, &[&scope.0])
+                    .await
+                {
+                    Ok(Some(row)) => row.try_get(0).map_err(|error| pooled.fail(error))?,
+                    Ok(None) => 0,
+                    Err(error) => return Err(pooled.fail(error)),
+                };
+                from_bigint(length, "log length")?
+            }
         };
-        let length = from_bigint(length, "log length")?;
         if from >= length || limit == 0 {
             return Ok(LogPage {
                 events: Vec::new(),
@@ -339,7 +347,7 @@ impl EventStore for PostgresEventStore {
             .as_ref()
             .map(|types| types.iter().map(|event_type| event_type.0).collect());
         let event_source: Option<&str> = filter.event_source.as_ref().map(EventSourceId::as_str);
-        let mut decoder = EventDecoder::default();
+        let mut decoder = EventDecoder::new(&self.contexts);
         let mut events = Vec::new();
         // The log is read in windows of sequence numbers, so that a query never scans more
         // than its window whatever plan the server picks; a filter that keeps few events makes
@@ -421,7 +429,7 @@ impl EventStore for PostgresEventStore {
             )
             .await
             .map_err(|error| pooled.fail(error))?;
-        let mut decoder = EventDecoder::default();
+        let mut decoder = EventDecoder::new(&self.contexts);
         decoder
             .load_contexts(&pooled.get().client, &contexts_statement, &rows, 0)
             .await
@@ -581,18 +589,24 @@ impl EventStore for PostgresEventStore {
                 | (_, _, Err(error), _)
                 | (_, _, _, Err(error)) => return Err(pooled.fail_store(error)),
             };
-        let length: i64 = match pooled
-            .get()
-            .client
-            .query_opt(&length_statement, &[&scope.0, &stream.0])
-            .await
-        {
-            Ok(Some(row)) => row.try_get(0).map_err(|error| pooled.fail(error))?,
-            Ok(None) => 0,
-            Err(error) => return Err(pooled.fail(error)),
+        // As in `read_log`: a length the store knows is committed.
+        let length = match self.watches.known_stream_length(scope, stream) {
+            Some(known) if known > from => known,
+            _ => {
+                let length: i64 = match pooled
+                    .get()
+                    .client
+                    .query_opt(&length_statement, &[&scope.0, &stream.0])
+                    .await
+                {
+                    Ok(Some(row)) => row.try_get(0).map_err(|error| pooled.fail(error))?,
+                    Ok(None) => 0,
+                    Err(error) => return Err(pooled.fail(error)),
+                };
+                from_bigint(length, "stream length")?
+            }
         };
-        let length = from_bigint(length, "stream length")?;
-        let mut decoder = EventDecoder::default();
+        let mut decoder = EventDecoder::new(&self.contexts);
         let mut events = Vec::new();
         // Positions are gapless, so reading all partitions needs one window of `limit`
         // positions; one partition is read in growing windows until the page is full or the

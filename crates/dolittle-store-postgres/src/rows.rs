@@ -1,6 +1,7 @@
 //! Reads committed events out of result rows.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use dolittle_store::StoreError;
 use dolittle_types::{
@@ -15,15 +16,40 @@ use crate::error::{corrupt, from_bigint, store_error};
 pub(crate) const READ_CONTEXTS: &str =
     "SELECT id, context FROM execution_contexts WHERE id = ANY($1)";
 
-/// Decodes events. Events refer to their execution context by id; the decoder reads the
-/// contexts of a batch of rows in one query ([`EventDecoder::load_contexts`]) and parses each
-/// once.
+/// Execution contexts already read, shared by a store's reads. Contexts never change once
+/// stored, so the cache is never stale; it starts over when it grows past its bound.
 #[derive(Default)]
-pub(crate) struct EventDecoder {
+pub(crate) struct ContextCache {
+    contexts: Mutex<HashMap<i64, ExecutionContext>>,
+}
+
+const CACHED_CONTEXTS: usize = 4096;
+
+impl ContextCache {
+    fn lock(&self) -> MutexGuard<'_, HashMap<i64, ExecutionContext>> {
+        // The map stays consistent if a holder panicked: every change is one insert or clear.
+        self.contexts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Decodes events. Events refer to their execution context by id; the decoder finds the
+/// contexts of a batch of rows in the store's cache or reads them in one query
+/// ([`EventDecoder::load_contexts`]), and parses each once.
+pub(crate) struct EventDecoder<'cache> {
+    cache: &'cache ContextCache,
     contexts: HashMap<i64, ExecutionContext>,
 }
 
-impl EventDecoder {
+impl<'cache> EventDecoder<'cache> {
+    pub(crate) fn new(cache: &'cache ContextCache) -> Self {
+        Self {
+            cache,
+            contexts: HashMap::new(),
+        }
+    }
+
     /// Reads the execution contexts of these rows (whose event columns start at `first`) that
     /// the decoder does not have yet.
     pub(crate) async fn load_contexts(
@@ -43,13 +69,35 @@ impl EventDecoder {
         if missing.is_empty() {
             return Ok(());
         }
+        {
+            let cached = self.cache.lock();
+            missing.retain(|id| match cached.get(id) {
+                Some(context) => {
+                    self.contexts.insert(*id, context.clone());
+                    false
+                }
+                None => true,
+            });
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut read = Vec::new();
         for row in client.query(read_contexts, &[&missing]).await? {
             let id: i64 = row.try_get(0)?;
             let text: &str = row.try_get(1)?;
             // A context that does not parse is reported when an event needs it.
-            if let Ok(context) = serde_json::from_str(text) {
-                self.contexts.insert(id, context);
+            if let Ok(context) = serde_json::from_str::<ExecutionContext>(text) {
+                read.push((id, context));
             }
+        }
+        let mut cached = self.cache.lock();
+        if cached.len() + read.len() > CACHED_CONTEXTS {
+            cached.clear();
+        }
+        for (id, context) in read {
+            cached.insert(id, context.clone());
+            self.contexts.insert(id, context);
         }
         Ok(())
     }

@@ -69,6 +69,22 @@ impl Watches {
             .subscribe()
     }
 
+    /// The length of a log as far as this store knows: every event below it is committed.
+    pub(crate) fn known_log_length(&self, scope: ScopeId) -> Option<EventLogSequenceNumber> {
+        lock(&self.logs).get(&scope).map(|sender| *sender.borrow())
+    }
+
+    /// The length of a stream as far as this store knows: every entry below it is committed.
+    pub(crate) fn known_stream_length(
+        &self,
+        scope: ScopeId,
+        stream: StreamId,
+    ) -> Option<StreamPosition> {
+        lock(&self.streams)
+            .get(&(scope, stream))
+            .map(|sender| *sender.borrow())
+    }
+
     pub(crate) fn advance_log(&self, scope: ScopeId, length: EventLogSequenceNumber) {
         let mut logs = lock(&self.logs);
         match logs.get(&scope) {
