@@ -187,7 +187,13 @@ struct Writer {
     next_context_id: i64,
     /// Ids of execution contexts already stored, by their JSON text (a cache, bounded).
     context_ids: HashMap<String, i64>,
+    /// Versions of aggregate root instances read or written since connecting (a cache,
+    /// bounded; right because nobody else writes while the writer lock is held).
+    aggregate_versions: HashMap<(AggregateRootId, EventSourceId), AggregateRootVersion>,
 }
+
+/// How many aggregate versions the appender remembers before it starts over.
+const REMEMBERED_AGGREGATES: usize = 100_000;
 
 /// How many execution contexts the appender remembers; past this it starts over (a context
 /// it forgot is stored again under a new id, which costs a row, nothing else).
@@ -339,6 +345,7 @@ impl Appender {
             stream_lengths,
             next_context_id,
             context_ids: HashMap::new(),
+            aggregate_versions: HashMap::new(),
         })
     }
 
@@ -384,6 +391,7 @@ impl Appender {
         match result {
             Ok(GroupWritten {
                 outcomes,
+                aggregates,
                 logs,
                 streams,
                 contexts,
@@ -394,6 +402,10 @@ impl Appender {
                     writer.context_ids.clear();
                 }
                 writer.context_ids.extend(contexts);
+                if writer.aggregate_versions.len() + aggregates.len() > REMEMBERED_AGGREGATES {
+                    writer.aggregate_versions.clear();
+                }
+                writer.aggregate_versions.extend(aggregates);
                 for (scope, length) in logs {
                     writer.log_lengths.insert(scope, length);
                     self.watches.advance_log(scope, length);
@@ -453,6 +465,7 @@ enum GroupError {
 /// What a written group changed, to be remembered once it is committed.
 struct GroupWritten {
     outcomes: Vec<StoreResult<Outcome>>,
+    aggregates: HashMap<(AggregateRootId, EventSourceId), AggregateRootVersion>,
     logs: HashMap<ScopeId, u64>,
     streams: HashMap<(ScopeId, StreamId), u64>,
     contexts: HashMap<String, i64>,
@@ -558,6 +571,7 @@ async fn write_group(
     if logs.is_empty() && streams.is_empty() {
         return Ok(GroupWritten {
             outcomes,
+            aggregates,
             logs,
             streams,
             contexts: new_contexts,
@@ -678,6 +692,7 @@ async fn write_group(
         .map_err(GroupError::Postgres)?;
     Ok(GroupWritten {
         outcomes,
+        aggregates,
         logs,
         streams,
         contexts: new_contexts,
@@ -687,16 +702,24 @@ async fn write_group(
 
 /// The current versions of the aggregate root instances the group commits to.
 async fn read_aggregate_versions(
-    writer: &Writer,
+    writer: &mut Writer,
     group: &[Request],
 ) -> Result<HashMap<(AggregateRootId, EventSourceId), AggregateRootVersion>, GroupError> {
     let mut wanted = HashSet::new();
+    let mut versions = HashMap::new();
     for request in group {
         if let Work::CommitAggregate { events, .. } = &request.work {
-            wanted.insert((events.aggregate_root, events.event_source.clone()));
+            let key = (events.aggregate_root, events.event_source.clone());
+            match writer.aggregate_versions.get(&key) {
+                Some(version) => {
+                    versions.insert(key, *version);
+                }
+                None => {
+                    wanted.insert(key);
+                }
+            }
         }
     }
-    let mut versions = HashMap::new();
     if wanted.is_empty() {
         return Ok(versions);
     }
@@ -716,6 +739,18 @@ async fn read_aggregate_versions(
             from_bigint(version, "aggregate version").map_err(GroupError::Store)?,
         );
     }
+    // What the database does not have is at version 0.
+    for key in wanted {
+        versions.entry(key).or_insert(0);
+    }
+    if writer.aggregate_versions.len() + versions.len() > REMEMBERED_AGGREGATES {
+        writer.aggregate_versions.clear();
+    }
+    writer.aggregate_versions.extend(
+        versions
+            .iter()
+            .map(|(key, version)| (key.clone(), *version)),
+    );
     Ok(versions)
 }
 
