@@ -61,7 +61,10 @@ impl Table {
             text.push_str(out.trim_end());
             text.push('\n');
         };
-        line(&self.headers);
+        // A table of label and value pairs has no headers to show.
+        if self.headers.iter().any(|header| !header.is_empty()) {
+            line(&self.headers);
+        }
         for row in &self.rows {
             line(row);
         }
