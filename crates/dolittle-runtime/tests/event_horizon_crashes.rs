@@ -2,13 +2,13 @@
 //! producer and then the consumer (issue 10, item 12): afterwards the consumer's scoped event log
 //! equals the producer's public partition exactly (same events, same order, no gap, no
 //! duplicate), and a scoped event handler at the consumer has seen every event, again only
-//! across a consumer crash.
+//! across a consumer crash. Also SIGHUP, which makes a producer process re-read its consents.
 
 mod horizon;
 
 use std::collections::BTreeSet;
 
-use dolittle_types::{EventProcessorId, ScopeId, TenantId, Uuid};
+use dolittle_types::{ConsentId, EventProcessorId, ScopeId, TenantId, Uuid};
 use horizon::*;
 
 const HANDLER: EventProcessorId =
@@ -208,4 +208,107 @@ async fn killing_either_runtime_mid_stream_neither_duplicates_nor_skips() {
         .expect("state")
         .expect("stored");
     assert_eq!(state.position, public.last().expect("events").position + 1);
+}
+
+#[tokio::test]
+async fn sighup_makes_the_producer_read_its_consents_again() {
+    let producer_dir = tempfile::tempdir().expect("dir");
+    let consumer_dir = tempfile::tempdir().expect("dir");
+    let ports = (free_port(), free_port(), free_port());
+    write_files(
+        producer_dir.path(),
+        &Setup {
+            tenants: &[TenantId::DEVELOPMENT],
+            producers: &[],
+            consents: &[ConsentLine::standard()],
+        },
+    );
+    let producer = Process::start(producer_dir.path(), PRODUCER, ports.0, ports.1, ports.2).await;
+    let _filter = PublicFilter::register(connect(producer.private).await, PRODUCER).await;
+    let consumer = Node::start(
+        consumer_dir.path(),
+        CONSUMER,
+        &Setup {
+            tenants: &[TenantId::DEVELOPMENT],
+            producers: &[(PRODUCER, ports.1)],
+            consents: &[],
+        },
+        0,
+    )
+    .await;
+    let response = subscribe(
+        consumer.channel().await,
+        TenantId::DEVELOPMENT,
+        TenantId::DEVELOPMENT,
+        PARTITION,
+    )
+    .await;
+    assert_eq!(response.consent_id, Some(CONSENT.into()));
+    let store = consumer.store(TenantId::DEVELOPMENT);
+    let producer_channel = connect(producer.private).await;
+    let consent_of_event = |n: u64| {
+        let (store, channel) = (store.clone(), producer_channel.clone());
+        async move {
+            commit(
+                channel,
+                PRODUCER,
+                TenantId::DEVELOPMENT,
+                vec![event(PARTITION, true, n)],
+            )
+            .await;
+            let received = wait_for_scope(&store, SCOPE, n as usize + 1).await;
+            received[n as usize]
+                .event_horizon
+                .expect("metadata")
+                .consent
+        }
+    };
+    assert_eq!(consent_of_event(0).await, CONSENT);
+
+    // Replace the consent id in place, keeping the file's length and modification time, so
+    // that only a SIGHUP makes the producer notice.
+    let file = producer_dir
+        .path()
+        .join(".dolittle")
+        .join("event-horizon-consents.json");
+    let modified = std::fs::metadata(&file)
+        .expect("metadata")
+        .modified()
+        .expect("mtime");
+    let renewed = ConsentId(Uuid::from_u128(0xc0c0c0c0_0000_4000_8000_000000000002));
+    write_consents(
+        producer_dir.path(),
+        &[ConsentLine {
+            consent: renewed,
+            ..ConsentLine::standard()
+        }],
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .and_then(|opened| opened.set_modified(modified))
+        .expect("set modification time");
+    // Longer than the producer's check of the file (1 s): it has looked and seen no change.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        consent_of_event(1).await,
+        CONSENT,
+        "no change without SIGHUP"
+    );
+
+    producer.hang_up();
+    // The subscription under the old consent ends; the consumer subscribes again and events
+    // cross under the new consent.
+    let mut n = 2;
+    loop {
+        let consent = consent_of_event(n).await;
+        if consent == renewed {
+            break;
+        }
+        assert_eq!(consent, CONSENT);
+        assert!(n < 50, "the new consent never took effect");
+        n += 1;
+    }
+    consumer.stop().await;
+    producer.kill();
 }

@@ -776,6 +776,15 @@ impl Process {
         process
     }
 
+    /// Sends SIGHUP (the Runtime re-reads its consents).
+    pub fn hang_up(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed");
+    }
+
     /// Kills the process with SIGKILL: no shutdown, no flushing.
     pub fn kill(mut self) {
         let _ = self.child.kill();
