@@ -108,6 +108,21 @@ pub async fn serve(
     }
 }
 
+/// Whether the consent a subscription was accepted under is still the one in force. A consent
+/// replaced by another id also ends the subscription: the consumer subscribes again and learns
+/// the new consent.
+fn check_consent(
+    consents: &mut tokio::sync::watch::Receiver<Arc<crate::event_horizon::Consents>>,
+    request: &ConsumerSubscription,
+    consent: dolittle_types::ConsentId,
+) -> Result<(), SubscriptionError> {
+    let now = find_consent(&consents.borrow_and_update(), request)?;
+    if now != consent {
+        return Err(SubscriptionError::missing_consent(request, String::new()));
+    }
+    Ok(())
+}
+
 struct Subscription<'a> {
     context: &'a RuntimeContext,
     connection: &'a Arc<HeadConnection<ConsumerProtocol>>,
@@ -155,6 +170,11 @@ impl Subscription<'_> {
         // again is only worth it when the stream has grown since.
         let mut read_to_length = None;
         loop {
+            // Checked on every turn, not only while idle, so that a long catch-up stops soon
+            // after its consent is withdrawn.
+            if consents.has_changed().unwrap_or(true) {
+                check_consent(&mut consents, request, consent)?;
+            }
             let mut read_something = false;
             // Mark the length seen before reading, so an append during the read wakes us.
             let seen_length = *length.borrow_and_update();
@@ -231,12 +251,7 @@ impl Subscription<'_> {
                     if changed.is_err() {
                         return Err(SubscriptionError::Cancelled);
                     }
-                    // A consent replaced by another id also ends the subscription: the
-                    // consumer subscribes again and learns the new consent.
-                    let now = find_consent(&consents.borrow_and_update(), request)?;
-                    if now != consent {
-                        return Err(SubscriptionError::missing_consent(request, String::new()));
-                    }
+                    check_consent(&mut consents, request, consent)?;
                 }
                 () = cancelled.cancelled() => return Err(SubscriptionError::Cancelled),
             }
