@@ -315,6 +315,7 @@ pub async fn register(
                     remembered: Mutex::new(HashMap::new()),
                 }),
                 pipeline: Mutex::new(None),
+                unsaved: Mutex::new(Vec::new()),
                 context: context.clone(),
             })
         },
@@ -674,6 +675,8 @@ impl Pipeline {
 struct ProjectionProcessor {
     shared: Arc<Shared>,
     pipeline: Mutex<Option<Pipeline>>,
+    /// Changes of a batch whose commit failed, committed with the next one.
+    unsaved: Mutex<Vec<ReadModelChange>>,
     context: RuntimeContext,
 }
 
@@ -1016,10 +1019,33 @@ impl EventProcessor for ProjectionProcessor {
         let shared = &self.shared;
         let scope = shared.definition.scope;
         let target = shared.target_id();
-        shared
+        // The stream processor does not give the changes back when a commit fails, and goes on
+        // from the position it reached; the changes are kept here and committed with the next
+        // batch, so none is lost.
+        let mut changes = std::mem::take(
+            &mut *self
+                .unsaved
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
+        changes.extend(outputs);
+        let result = shared
             .store
-            .apply_read_model_changes(scope, target, outputs, &processor_key(scope, target), state)
-            .await?;
+            .apply_read_model_changes(
+                scope,
+                target,
+                changes.clone(),
+                &processor_key(scope, target),
+                state,
+            )
+            .await;
+        if let Err(error) = result {
+            *self
+                .unsaved
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()) = changes;
+            return Err(error);
+        }
         // Every accepted change is in the store now, so the remembered states may be dropped.
         shared.forget_remembered_if_many();
         let Target::Rebuild(shadow) = shared.target() else {
