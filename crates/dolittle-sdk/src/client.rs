@@ -248,6 +248,11 @@ impl Client {
         EventStore::new(self.clone(), tenant)
     }
 
+    /// The event horizon subscriptions of a consumer tenant.
+    pub fn event_horizon(&self, tenant: TenantId) -> crate::event_horizon::EventHorizon {
+        crate::event_horizon::EventHorizon::new(self.clone(), tenant)
+    }
+
     /// The projection store of a tenant: the read models of projections.
     pub fn projections(&self, tenant: TenantId) -> ProjectionStore {
         ProjectionStore::new(self.clone(), tenant)

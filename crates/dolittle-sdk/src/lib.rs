@@ -14,6 +14,7 @@
 //!   [`Error::ConcurrencyConflict`].
 //! * [`EventHandler`], [`Filter`] and [`Projection`]: event processors on reverse calls that
 //!   reconnect with backoff and close gracefully on [`Client::shutdown`].
+//! * [`EventHorizon`]: subscribe a tenant to another microservice's public stream, into a scope.
 //! * Feature `in-process`: `ClientBuilder::start_in_process` runs a Runtime inside the same
 //!   process, on the embedded store.
 //!
@@ -83,6 +84,7 @@ pub mod aggregates;
 pub mod client;
 pub mod error;
 pub mod event_handlers;
+pub mod event_horizon;
 pub mod event_store;
 pub mod event_types;
 pub mod filters;
@@ -95,6 +97,7 @@ pub use aggregates::{AggregateError, AggregateOf, AggregateRoot, Applied};
 pub use client::{Backoff, Client, ClientBuilder, DEFAULT_RUNTIME_ADDRESS};
 pub use error::{Error, Result};
 pub use event_handlers::{EventContext, EventHandler, EventHandlerOptions};
+pub use event_horizon::{EventHorizon, Subscription};
 pub use event_store::{EventStore, uncommitted};
 pub use event_types::{EventType, Events, HandledEvent};
 pub use filters::{Decision, Filter, FilterContext, FilterOptions};
