@@ -2,7 +2,7 @@
 //! reason, and a concurrency conflict on an aggregate is a variant of its own so that callers
 //! can match on it.
 
-use dolittle_types::{AggregateRootId, AggregateRootVersion, EventProcessorId, EventSourceId};
+use dolittle_types::{AggregateRootId, AggregateRootVersion, EventSourceId};
 use uuid::Uuid;
 
 /// What can go wrong when a head talks to the Runtime.
@@ -69,16 +69,6 @@ pub enum Error {
     /// The Runtime sent a message that could not be read.
     #[error("the runtime sent an unreadable message: {0}")]
     Conversion(#[from] dolittle_contracts::ConversionError),
-    /// The Runtime refused to register an event processor.
-    #[error("the runtime refused to register processor {processor}: failure {id}: {reason}")]
-    Registration {
-        /// The event handler, filter or projection.
-        processor: EventProcessorId,
-        /// The failure id.
-        id: Uuid,
-        /// The Runtime's explanation.
-        reason: String,
-    },
     /// The aggregate's events came back out of order from the Runtime.
     #[error("aggregate root event {index} has version {version}")]
     AggregateVersionOutOfOrder {
@@ -110,7 +100,7 @@ impl Error {
     /// The Runtime's failure id, for failures the Runtime reported.
     pub fn failure_id(&self) -> Option<Uuid> {
         match self {
-            Self::Runtime { id, .. } | Self::Registration { id, .. } => Some(*id),
+            Self::Runtime { id, .. } => Some(*id),
             Self::ConcurrencyConflict { .. } => {
                 Some(dolittle_contracts::failure_ids::AGGREGATE_ROOT_CONCURRENCY_CONFLICT)
             }

@@ -419,3 +419,36 @@ async fn shutdown_answers_events_in_flight_and_closes_the_reverse_calls() {
     again.shutdown().await;
     runtime.stop().await;
 }
+
+#[tokio::test]
+async fn a_refused_registration_is_retried_and_its_reason_shown_in_the_state() {
+    let runtime = TestRuntime::start().await;
+    let (seen, _received) = mpsc::unbounded_channel();
+    let handle = runtime.client.register_event_handler(
+        EventHandlerOptions::new(EventProcessorId::NIL),
+        Recorder { seen },
+    );
+
+    let reason = tokio::time::timeout(PATIENCE, async {
+        loop {
+            if let ProcessorState::Reconnecting { reason } = handle.state() {
+                return reason;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the refusal arrived in time");
+
+    assert!(reason.contains("registration refused"), "{reason}");
+    assert!(
+        reason.contains(
+            &dolittle_contracts::failure_ids::CANNOT_REGISTER_EVENT_HANDLER_ON_NON_WRITEABLE_STREAM
+                .to_string()
+        ),
+        "{reason}"
+    );
+    assert_eq!(handle.registrations(), 0);
+    runtime.stop().await;
+    assert_eq!(handle.state(), ProcessorState::Stopped);
+}
