@@ -557,3 +557,47 @@ async fn serve_projection(
     .await
     .serve(|_| projection_head::Answer::Replace(r#"{"seen":true}"#.into()))
 }
+
+#[tokio::test]
+async fn the_consents_shown_are_those_in_force() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join(".dolittle")).expect("folder");
+    let consumer = Uuid::from_u128(0x2b3c4d5e_6f7a_4b8c_9d0e_1f2a3b4c5d6e);
+    std::fs::write(
+        dir.path().join(".dolittle/event-horizon-consents.json"),
+        json!({
+            TenantId::DEVELOPMENT.to_string(): [{
+                "microservice": consumer.to_string(),
+                "tenant": TenantId::DEVELOPMENT.to_string(),
+                "stream": "8c9d0e1f-2a3b-4c4d-9e5f-6a7b8c9d0e1f",
+                "partition": "00000000-0000-0000-0000-000000000000",
+                "consent": "11111111-2222-3333-4444-555555555555"
+            }]
+        })
+        .to_string(),
+    )
+    .expect("write consents");
+    let runtime =
+        ManagedRuntime::start(dir.path(), &[TenantId::DEVELOPMENT], Overrides::default()).await;
+    let (status, consents) = runtime.get("/api/event-horizon/consents").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        consents[0]["consumer_microservice"],
+        json!(consumer.to_string())
+    );
+    assert_eq!(
+        consents[0]["consent"],
+        json!("11111111-2222-3333-4444-555555555555")
+    );
+    runtime
+        .context
+        .event_horizon
+        .replace_consents(Default::default());
+    let (_, consents) = runtime.get("/api/event-horizon/consents").await;
+    assert_eq!(
+        consents,
+        json!([]),
+        "a withdrawn consent is no longer shown"
+    );
+    runtime.stop().await;
+}

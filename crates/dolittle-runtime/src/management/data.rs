@@ -450,11 +450,12 @@ pub struct ConsentView {
     pub consent: String,
 }
 
+/// The consents in force: those of `event-horizon-consents.json` as last read (the file is
+/// read again when it changes and on SIGHUP).
 pub async fn consents(State(context): State<RuntimeContext>) -> ApiResult<Vec<ConsentView>> {
+    let consents = context.event_horizon.consents().borrow().clone();
     Ok(Json(
-        context
-            .config
-            .consents
+        consents
             .iter()
             .flat_map(|(producer_tenant, consents)| {
                 consents.iter().map(|consent| ConsentView {
