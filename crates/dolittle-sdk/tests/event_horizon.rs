@@ -180,7 +180,9 @@ async fn public_events_of_a_producer_reach_a_consumer_handler_in_the_subscribed_
     );
     let (seen, mut received) = mpsc::unbounded_channel();
     let handler = consuming.register_event_handler(
-        EventHandlerOptions::new(EventProcessorId(Uuid::from_u128(0xe4e4_0007))).in_scope(SCOPE),
+        EventHandlerOptions::new(EventProcessorId(Uuid::from_u128(0xe4e4_0007)))
+            .in_scope(SCOPE)
+            .partitioned(false),
         Kitchen { seen },
     );
     for handle in [&filter, &handler] {
