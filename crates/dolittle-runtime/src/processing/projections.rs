@@ -245,6 +245,12 @@ pub fn shadow_id(
     EventProcessorId(Uuid::new_v5(&projection.0, name.as_bytes()))
 }
 
+/// Whether a stored definition is a rebuild of a projection (stored under its shadow id), rather
+/// than a projection of its own. Listings for operators can use it to tell rebuilds apart.
+pub fn is_rebuild_of(projection: EventProcessorId, stored: &ProjectionDefinition) -> bool {
+    stored.projection != projection && shadow_id(projection, stored) == stored.projection
+}
+
 /// Checks what can be checked without a store.
 fn validate(definition: &ProjectionDefinition) -> Result<(), RegistrationError> {
     let id = definition.projection;
@@ -347,9 +353,8 @@ async fn prepare_tenant(
     let wanted_shadow = shadow_id(id, definition);
     for stored in store.list_projection_definitions().await? {
         let stale = stored.scope == scope
-            && stored.projection != id
             && stored.projection != wanted_shadow
-            && shadow_id(id, &stored) == stored.projection;
+            && is_rebuild_of(id, &stored);
         if stale {
             tracing::info!(projection = %id, shadow = %stored.projection, "dropping the rebuild of a definition that is no longer registered");
             store.drop_projection(scope, stored.projection).await?;
@@ -1186,6 +1191,16 @@ mod tests {
                 "{\"a\":1}",
             ),
         ];
+        let rebuild = ProjectionDefinition {
+            projection: shadow_id(id, &changes[0]),
+            ..changes[0].clone()
+        };
+        assert!(is_rebuild_of(id, &rebuild));
+        assert!(!is_rebuild_of(id, &original));
+        assert!(!is_rebuild_of(
+            EventProcessorId(Uuid::from_u128(10)),
+            &rebuild
+        ));
         for changed in &changes {
             assert!(!same_definition(&original, changed), "{changed:?}");
             assert_ne!(shadow_id(id, &original), shadow_id(id, changed));
