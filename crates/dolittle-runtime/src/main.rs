@@ -143,13 +143,18 @@ async fn bind(name: &str, host: std::net::IpAddr, port: u16) -> anyhow::Result<T
 }
 
 async fn serve(config: RuntimeConfig) -> anyhow::Result<()> {
-    let tenants = Tenants::open(&config.tenants).await?;
+    // The metrics port answers liveness (and "not ready") while the stores open.
+    let metrics = bind("metrics", config.metrics.host, config.metrics.port).await?;
+    let (metrics, tenants) =
+        dolittle_runtime::metrics::serve_health_while(metrics, Tenants::open(&config.tenants))
+            .await
+            .context("the metrics endpoint failed while the stores opened")?;
+    let tenants = tenants?;
     let private = bind("private", config.private.host, config.private.port).await?;
     let public = match config.public.enabled {
         true => Some(bind("public", config.public.host, config.public.port).await?),
         false => None,
     };
-    let metrics = bind("metrics", config.metrics.host, config.metrics.port).await?;
     let management = match config.management.enabled {
         true => Some(bind("management", config.management.host, config.management.port).await?),
         false => None,

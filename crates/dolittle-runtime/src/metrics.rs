@@ -408,3 +408,96 @@ pub fn router_with(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
 }
+
+/// A listener shared with a server that is stopped before the listener is needed again.
+struct SharedListener(Arc<tokio::net::TcpListener>);
+
+impl axum::serve::Listener for SharedListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.0.accept().await {
+                Ok(accepted) => return accepted,
+                // Out of file descriptors and the like: wait instead of spinning.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.0.local_addr()
+    }
+}
+
+/// Serves the health endpoints on the metrics listener while `starting` runs (the stores
+/// open): `/healthz` answers ok so that a liveness probe does not kill a Runtime whose stores
+/// take long to open, `/readyz` answers 503. Then hands the listener back for [`crate::run`].
+pub async fn serve_health_while<T>(
+    listener: tokio::net::TcpListener,
+    starting: impl std::future::Future<Output = T>,
+) -> std::io::Result<(tokio::net::TcpListener, T)> {
+    let shared = Arc::new(listener);
+    let (started, stop) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        SharedListener(shared.clone()),
+        router(Arc::new(Metrics::new())),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.await;
+    });
+    let server = tokio::spawn(server.into_future());
+    let output = starting.await;
+    let _ = started.send(());
+    match server.await {
+        Ok(served) => served?,
+        Err(error) => return Err(std::io::Error::other(error)),
+    }
+    let listener = Arc::try_unwrap(shared).map_err(|_| {
+        std::io::Error::other("the start-up health server still holds the metrics listener")
+    })?;
+    Ok((listener, output))
+}
+
+#[cfg(test)]
+mod startup_tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    async fn status_of(address: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.expect("read");
+        response.lines().next().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn while_the_stores_open_the_runtime_is_alive_but_not_ready() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let (opened, opening) = tokio::sync::oneshot::channel::<()>();
+        let starting = tokio::spawn(serve_health_while(listener, async move {
+            let _ = opening.await;
+            "stores"
+        }));
+        assert!(status_of(address, "/healthz").await.contains("200"));
+        assert!(status_of(address, "/readyz").await.contains("503"));
+        let _ = opened.send(());
+        let (listener, output) = starting
+            .await
+            .expect("task")
+            .expect("the listener comes back");
+        assert_eq!(output, "stores");
+        assert_eq!(listener.local_addr().expect("address"), address);
+    }
+}
