@@ -235,6 +235,11 @@ pub struct SubscriptionState {
     pub position: StreamPosition,
     pub last_successfully_processed: Option<Timestamp>,
     pub failure: Option<ProcessingFailure>,
+    /// The consumer microservice the subscription presents to the producer (the one of the
+    /// head that asked for it), so that a subscription resumed after a restart asks as the
+    /// same microservice. Absent in states written before it was kept.
+    #[serde(default)]
+    pub consumer_microservice: Option<MicroserviceId>,
 }
 
 /// An event received over the event horizon, to be written into a scoped event log.

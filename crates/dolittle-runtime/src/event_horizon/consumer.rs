@@ -16,8 +16,9 @@
 //! restarted Runtime resumes them without waiting for a head to ask again.
 //!
 //! The consumer microservice the producer checks consents against is the one of the head that
-//! asked; a resumed subscription uses this Runtime's own microservice id (bounded-context.json
-//! or `--microservice-id`).
+//! asked. It is kept in the subscription's stored state, so a resumed subscription asks as the
+//! same microservice; only states stored before it was kept fall back to this Runtime's own id
+//! (bounded-context.json or `--microservice-id`).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -166,7 +167,10 @@ pub fn resume_stored_subscriptions(context: &RuntimeContext) {
                             position = state.position,
                             "resuming event horizon subscription"
                         );
-                        start(&context, tenant, context.config.microservice, key);
+                        let microservice = state
+                            .consumer_microservice
+                            .unwrap_or(context.config.microservice);
+                        start(&context, tenant, microservice, key);
                     }
                 }
                 Err(error) => {
@@ -331,9 +335,18 @@ impl SubscriptionTask {
     async fn load_state(&self) -> Option<SubscriptionState> {
         loop {
             let result = match self.store.get_subscription_state(&self.key).await {
-                Ok(Some(state)) => Ok(state),
-                Ok(None) => {
-                    let state = SubscriptionState::default();
+                Ok(Some(state))
+                    if state.consumer_microservice == Some(self.consumer_microservice) =>
+                {
+                    Ok(state)
+                }
+                Ok(stored) => {
+                    // New, or stored before the consumer microservice was kept: keep it now so
+                    // that a resumed subscription asks the producer as the same microservice.
+                    let state = SubscriptionState {
+                        consumer_microservice: Some(self.consumer_microservice),
+                        ..stored.unwrap_or_default()
+                    };
                     self.store
                         .save_subscription_state(&self.key, &state)
                         .await
@@ -613,6 +626,7 @@ impl SubscriptionTask {
                 position,
                 last_successfully_processed: Some(received),
                 failure: None,
+                consumer_microservice: Some(self.consumer_microservice),
             };
             if let Err(error) = self
                 .store

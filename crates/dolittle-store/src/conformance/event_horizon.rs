@@ -50,6 +50,7 @@ pub fn subscription_state(position: u64) -> SubscriptionState {
         position,
         last_successfully_processed: Some(Timestamp(1_700_000_000_000_000)),
         failure: None,
+        consumer_microservice: Some(dolittle_types::MicroserviceId(test_uuid(0xc1))),
     }
 }
 
@@ -147,6 +148,7 @@ pub async fn subscription_states_are_saved_replaced_and_listed<H: StoreHarness>(
             retry_time: Some(Timestamp(1_700_000_000_500_000)),
             last_failed: Timestamp(1_700_000_000_000_000),
         }),
+        consumer_microservice: None,
     };
     let saves = [
         (first.clone(), subscription_state(1)),
