@@ -101,7 +101,7 @@ pub async fn run(
     let private = {
         let router = services::private_router(&context);
         let token = token.clone();
-        let incoming = TcpListenerStream::new(listeners.private);
+        let incoming = without_delay(listeners.private);
         async move {
             router
                 .serve_with_incoming_shutdown(incoming, token.cancelled_owned())
@@ -119,10 +119,7 @@ pub async fn run(
         async move {
             match listener {
                 Some(listener) => router
-                    .serve_with_incoming_shutdown(
-                        TcpListenerStream::new(listener),
-                        token.cancelled_owned(),
-                    )
+                    .serve_with_incoming_shutdown(without_delay(listener), token.cancelled_owned())
                     .await
                     .map_err(|source| RunError::Grpc {
                         endpoint: "public",
@@ -167,4 +164,20 @@ pub async fn run(
     token.cancel();
     context.processors.wait_until_stopped().await;
     result
+}
+
+/// The connections a listener accepts, with Nagle's algorithm off. tonic's own `tcp_nodelay`
+/// applies only to listeners it binds itself; without it, a response larger than one segment
+/// waits for the peer's delayed acknowledgement (about 40 ms) on every call.
+fn without_delay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use futures::StreamExt;
+    TcpListenerStream::new(listener).map(|accepted| {
+        accepted.inspect(|stream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "cannot turn Nagle's algorithm off for a connection");
+            }
+        })
+    })
 }

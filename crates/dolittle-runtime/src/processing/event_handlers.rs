@@ -320,7 +320,7 @@ impl EventProcessor for HandlerProcessor {
 
     async fn commit(
         &self,
-        _outputs: Vec<()>,
+        _outputs: &[()],
         state: &StreamProcessorState,
     ) -> Result<(), StoreError> {
         self.store

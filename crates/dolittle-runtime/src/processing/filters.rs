@@ -270,10 +270,10 @@ impl EventProcessor for FilterProcessor {
 
     async fn commit(
         &self,
-        outputs: Vec<Option<StreamEntry>>,
+        outputs: &[Option<StreamEntry>],
         state: &StreamProcessorState,
     ) -> Result<(), StoreError> {
-        let entries: Vec<StreamEntry> = outputs.into_iter().flatten().collect();
+        let entries: Vec<StreamEntry> = outputs.iter().flatten().cloned().collect();
         self.store
             .append_to_stream(
                 self.registration.scope,

@@ -321,7 +321,6 @@ pub async fn register(
                     remembered: Mutex::new(HashMap::new()),
                 }),
                 pipeline: Mutex::new(None),
-                unsaved: Mutex::new(Vec::new()),
                 context: context.clone(),
             })
         },
@@ -680,8 +679,6 @@ impl Pipeline {
 struct ProjectionProcessor {
     shared: Arc<Shared>,
     pipeline: Mutex<Option<Pipeline>>,
-    /// Changes of a batch whose commit failed, committed with the next one.
-    unsaved: Mutex<Vec<ReadModelChange>>,
     context: RuntimeContext,
 }
 
@@ -1018,39 +1015,24 @@ impl EventProcessor for ProjectionProcessor {
 
     async fn commit(
         &self,
-        outputs: Vec<ReadModelChange>,
+        outputs: &[ReadModelChange],
         state: &StreamProcessorState,
     ) -> Result<(), StoreError> {
         let shared = &self.shared;
         let scope = shared.definition.scope;
         let target = shared.target_id();
-        // The stream processor does not give the changes back when a commit fails, and goes on
-        // from the position it reached; the changes are kept here and committed with the next
-        // batch, so none is lost.
-        let mut changes = std::mem::take(
-            &mut *self
-                .unsaved
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()),
-        );
-        changes.extend(outputs);
-        let result = shared
+        // When this fails the stream processor keeps the changes and offers them again with
+        // the next batch, so none is lost.
+        shared
             .store
             .apply_read_model_changes(
                 scope,
                 target,
-                changes.clone(),
+                outputs.to_vec(),
                 &processor_key(scope, target),
                 state,
             )
-            .await;
-        if let Err(error) = result {
-            *self
-                .unsaved
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner()) = changes;
-            return Err(error);
-        }
+            .await?;
         // Every accepted change is in the store now, so the remembered states may be dropped.
         shared.forget_remembered_if_many();
         let Target::Rebuild(shadow) = shared.target() else {

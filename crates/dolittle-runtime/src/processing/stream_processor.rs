@@ -81,10 +81,11 @@ pub trait EventProcessor: Send + Sync + 'static {
         pending: &[Self::Output],
     ) -> Result<Outcome<Self::Output>, CallError>;
 
-    /// Saves the outputs of a batch and the state, atomically.
+    /// Saves the outputs of a batch and the state, atomically. When it fails, the stream
+    /// processor keeps the outputs and offers them again with the next commit.
     async fn commit(
         &self,
-        outputs: Vec<Self::Output>,
+        outputs: &[Self::Output],
         state: &StreamProcessorState,
     ) -> Result<(), StoreError>;
 }
@@ -614,8 +615,8 @@ impl<P: EventProcessor> StreamProcessor<P> {
     }
 
     async fn save(&mut self) -> Result<(), Interrupted> {
-        let outputs = std::mem::take(&mut self.pending);
-        self.processor.commit(outputs, &self.state).await?;
+        self.processor.commit(&self.pending, &self.state).await?;
+        self.pending.clear();
         self.saved_position = self.state.position;
         self.published.send_replace(self.state.clone());
         Ok(())
