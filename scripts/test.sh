@@ -41,3 +41,6 @@ echo "==> official JavaScript SDK 17.0.1 conformance"
     npm ci --no-audit --no-fund --loglevel=error
     DOLITTLE_RUNTIME_BIN="$PWD/../../target/release/dolittle-runtime" npm test
 )
+
+echo "==> dashboard in headless Chromium"
+bash tests/dashboard/run.sh
