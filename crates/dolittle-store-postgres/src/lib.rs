@@ -170,6 +170,23 @@ impl PostgresEventStore {
         self.pool.get().await
     }
 
+    /// Runs a query for at most one row and returns its first column as text.
+    async fn query_text(
+        &self,
+        sql: &str,
+        parameters: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> StoreResult<Option<String>> {
+        let mut pooled = self.connection().await?;
+        let row = pooled
+            .get()
+            .client
+            .query_opt(sql, parameters)
+            .await
+            .map_err(|error| pooled.fail(error))?;
+        row.map(|row| row.try_get(0).map_err(error::store_error))
+            .transpose()
+    }
+
     async fn append(&self, work: Work, reply: Reply) -> StoreResult<()> {
         self.requests
             .send(Message::Request(Box::new(Request { work, reply })))
@@ -482,23 +499,13 @@ impl EventStore for PostgresEventStore {
         scope: ScopeId,
         stream: StreamId,
     ) -> StoreResult<Option<StreamDefinition>> {
-        let mut pooled = self.connection().await?;
-        let row = pooled
-            .get()
-            .client
-            .query_opt(
-                "SELECT definition FROM stream_definitions WHERE scope = $1 AND stream = $2",
-                &[&scope.0, &stream.0],
-            )
-            .await
-            .map_err(|error| pooled.fail(error))?;
-        match row {
-            Some(row) => {
-                let text: &str = row.try_get(0).map_err(error::store_error)?;
-                Ok(Some(from_json(text, "stream definition")?))
-            }
-            None => Ok(None),
-        }
+        self.query_text(
+            "SELECT definition FROM stream_definitions WHERE scope = $1 AND stream = $2",
+            &[&scope.0, &stream.0],
+        )
+        .await?
+        .map(|text| from_json(&text, "stream definition"))
+        .transpose()
     }
 
     async fn put_stream_definition(
@@ -675,24 +682,14 @@ impl EventStore for PostgresEventStore {
         &self,
         key: &ProcessorKey,
     ) -> StoreResult<Option<StreamProcessorState>> {
-        let mut pooled = self.connection().await?;
-        let row = pooled
-            .get()
-            .client
-            .query_opt(
-                "SELECT state FROM processor_states \
+        self.query_text(
+            "SELECT state FROM processor_states \
                  WHERE kind = $1 AND scope = $2 AND processor = $3",
-                &[&key.kind.as_str(), &key.scope.0, &key.processor.0],
-            )
-            .await
-            .map_err(|error| pooled.fail(error))?;
-        match row {
-            Some(row) => {
-                let text: &str = row.try_get(0).map_err(error::store_error)?;
-                Ok(Some(from_json(text, "processor state")?))
-            }
-            None => Ok(None),
-        }
+            &[&key.kind.as_str(), &key.scope.0, &key.processor.0],
+        )
+        .await?
+        .map(|text| from_json(&text, "processor state"))
+        .transpose()
     }
 
     async fn save_processor_state(
@@ -753,24 +750,14 @@ impl EventStore for PostgresEventStore {
         scope: ScopeId,
         projection: EventProcessorId,
     ) -> StoreResult<Option<ProjectionDefinition>> {
-        let mut pooled = self.connection().await?;
-        let row = pooled
-            .get()
-            .client
-            .query_opt(
-                "SELECT definition FROM projection_definitions \
+        self.query_text(
+            "SELECT definition FROM projection_definitions \
                  WHERE scope = $1 AND projection = $2",
-                &[&scope.0, &projection.0],
-            )
-            .await
-            .map_err(|error| pooled.fail(error))?;
-        match row {
-            Some(row) => {
-                let text: &str = row.try_get(0).map_err(error::store_error)?;
-                Ok(Some(from_json(text, "projection definition")?))
-            }
-            None => Ok(None),
-        }
+            &[&scope.0, &projection.0],
+        )
+        .await?
+        .map(|text| from_json(&text, "projection definition"))
+        .transpose()
     }
 
     async fn put_projection_definition(
@@ -822,20 +809,11 @@ impl EventStore for PostgresEventStore {
         key: &str,
     ) -> StoreResult<Option<String>> {
         refuse_nul(key, "a read model key")?;
-        let mut pooled = self.connection().await?;
-        let row = pooled
-            .get()
-            .client
-            .query_opt(
-                "SELECT state FROM read_models WHERE scope = $1 AND projection = $2 AND key = $3",
-                &[&scope.0, &projection.0, &key],
-            )
-            .await
-            .map_err(|error| pooled.fail(error))?;
-        match row {
-            Some(row) => Ok(Some(row.try_get(0).map_err(error::store_error)?)),
-            None => Ok(None),
-        }
+        self.query_text(
+            "SELECT state FROM read_models WHERE scope = $1 AND projection = $2 AND key = $3",
+            &[&scope.0, &projection.0, &key],
+        )
+        .await
     }
 
     async fn get_read_models(
@@ -1051,30 +1029,20 @@ impl EventStore for PostgresEventStore {
         &self,
         subscription: &SubscriptionKey,
     ) -> StoreResult<Option<SubscriptionState>> {
-        let mut pooled = self.connection().await?;
-        let row = pooled
-            .get()
-            .client
-            .query_opt(
-                "SELECT state FROM subscription_states WHERE producer_microservice = $1 \
+        self.query_text(
+            "SELECT state FROM subscription_states WHERE producer_microservice = $1 \
                  AND producer_tenant = $2 AND stream = $3 AND partition = $4 AND scope = $5",
-                &[
-                    &subscription.producer_microservice.0,
-                    &subscription.producer_tenant.0,
-                    &subscription.stream.0,
-                    &subscription.partition.as_str(),
-                    &subscription.scope.0,
-                ],
-            )
-            .await
-            .map_err(|error| pooled.fail(error))?;
-        match row {
-            Some(row) => {
-                let text: &str = row.try_get(0).map_err(error::store_error)?;
-                Ok(Some(from_json(text, "subscription state")?))
-            }
-            None => Ok(None),
-        }
+            &[
+                &subscription.producer_microservice.0,
+                &subscription.producer_tenant.0,
+                &subscription.stream.0,
+                &subscription.partition.as_str(),
+                &subscription.scope.0,
+            ],
+        )
+        .await?
+        .map(|text| from_json(&text, "subscription state"))
+        .transpose()
     }
 
     async fn save_subscription_state(
