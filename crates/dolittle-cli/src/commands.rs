@@ -156,8 +156,8 @@ pub fn run(cli: Cli) -> CommandResult {
             get_processor(&context, "projections", &id)?;
             read_models(&context, &id)
         }
-        RuntimeCommand::Projections(ProjectionCommand::Replay { id }) => {
-            replay_projection(&context, &id)
+        RuntimeCommand::Projections(ProjectionCommand::Replay { id, wait }) => {
+            replay_projection(&context, &id, wait.wait)
         }
         RuntimeCommand::Aggregates(command) => aggregates(&context, command),
         RuntimeCommand::EventTypes(ListCommand::List) => event_types(&context),
@@ -201,6 +201,15 @@ fn tenant_entry<'a>(processor: &'a Value, tenant: &str) -> Option<&'a Value> {
         .find(|entry| entry["tenant"].as_str() == Some(tenant))
 }
 
+/// A processor's state in a tenant, with a projection's rebuild.
+fn state_text(entry: &Value) -> String {
+    if entry["rebuilding"] == json!(true) {
+        format!("{} (rebuilding)", text(&entry["state"]))
+    } else {
+        text(&entry["state"])
+    }
+}
+
 fn list_processors(context: &Context, collection: &str) -> CommandResult {
     let processors = context.get(&format!("/api/{collection}{}", context.processor_query()))?;
     if context.output == Output::Json {
@@ -221,7 +230,7 @@ fn list_processors(context: &Context, collection: &str) -> CommandResult {
         let mut row = vec![
             context.id(&processor["id"]),
             context.id(&processor["scope"]),
-            text(&entry["state"]),
+            state_text(entry),
             text(&entry["position"]),
             text(&entry["log_tail"]),
             text(&entry["lag"]),
@@ -274,7 +283,7 @@ fn print_processor(context: &Context, processor: &Value) {
         ),
         ("registered", text(&processor["registered"])),
         ("tenant", context.tenant.clone()),
-        ("state", text(&entry["state"])),
+        ("state", state_text(entry)),
         ("position", text(&entry["position"])),
         ("log tail", text(&entry["log_tail"])),
         ("lag", text(&entry["lag"])),
@@ -363,20 +372,52 @@ fn replay_event_handler(context: &Context, command: ReplayCommand) -> CommandRes
         }
         return Ok(());
     }
-    wait_for_catch_up(context, &id, replayed, tenant.as_deref())
+    wait_for_catch_up(
+        context,
+        Kind::EventHandler,
+        &id,
+        replayed,
+        tenant.as_deref(),
+    )
 }
 
-/// Follows an event handler until every wanted tenant has caught up with its log, with a
-/// progress bar on a terminal and one line per change otherwise.
+/// The kinds of processor that replay.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    EventHandler,
+    Projection,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::EventHandler => "event handler",
+            Kind::Projection => "projection",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Kind::EventHandler => "event-handlers",
+            Kind::Projection => "projections",
+        }
+    }
+}
+
+/// Follows an event handler or a projection until every wanted tenant has caught up with its
+/// log (a projection: and its rebuild is promoted), with a progress bar on a terminal and one
+/// line per change otherwise.
 fn wait_for_catch_up(
     context: &Context,
+    kind: Kind,
     id: &str,
     replayed: &Value,
     tenant: Option<&str>,
 ) -> CommandResult {
     if replayed["registered"] == json!(false) {
         let message = format!(
-            "event handler {id} is not registered by any head: it replays when one registers it"
+            "{} {id} is not registered by any head: it replays when one registers it",
+            kind.noun()
         );
         if context.output == Output::Json {
             context.print_json(replayed);
@@ -385,7 +426,8 @@ fn wait_for_catch_up(
         return Ok(());
     }
     let path = format!(
-        "/api/event-handlers/{}{}",
+        "/api/{}/{}{}",
+        kind.path(),
         encode(id),
         context
             .scope
@@ -426,7 +468,9 @@ fn wait_for_catch_up(
                     + usize::from(!entry["failure"].is_null())
             })
             .sum();
-        let caught_up = entries.iter().all(|entry| entry["lag"].as_u64() == Some(0));
+        let caught_up = entries
+            .iter()
+            .all(|entry| entry["lag"].as_u64() == Some(0) && entry["rebuilding"] != json!(true));
         match &bar {
             Some(bar) => {
                 bar.set_length(tail);
@@ -458,21 +502,23 @@ fn wait_for_catch_up(
             if failing > 0 {
                 return Err(CommandError::Unfinished(format!(
                     "caught up, but {failing} partitions are failing: see dolittle runtime \
-                     eventhandlers get {id}"
+                     {} get {id}",
+                    kind.path().replace('-', "")
                 )));
             }
             return Ok(());
         }
         if processor["registered"] == json!(false) {
             return Err(CommandError::Unfinished(format!(
-                "the head of event handler {id} disconnected before it caught up"
+                "the head of {} {id} disconnected before it caught up",
+                kind.noun()
             )));
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-fn replay_projection(context: &Context, id: &str) -> CommandResult {
+fn replay_projection(context: &Context, id: &str, wait: bool) -> CommandResult {
     let mut body = json!({"tenant": context.tenant});
     if let Some(scope) = &context.scope {
         body["scope"] = json!(scope);
@@ -482,8 +528,24 @@ fn replay_projection(context: &Context, id: &str) -> CommandResult {
         &format!("/api/projections/{}/replay", encode(id)),
         Some(&body),
     )?;
+    let replayed = &answer["replayed"];
+    if wait {
+        return wait_for_catch_up(
+            context,
+            Kind::Projection,
+            id,
+            replayed,
+            Some(&context.tenant),
+        );
+    }
     if context.output == Output::Json {
         context.print_json(&answer);
+    } else if replayed["registered"] == json!(true) {
+        println!(
+            "projection {id} is rebuilding in tenant {} beside its live read models: readers \
+             get the live ones until the rebuild has caught up",
+            context.tenant
+        );
     } else {
         println!(
             "projection {id} dropped in tenant {}: it is rebuilt from the start when its head \

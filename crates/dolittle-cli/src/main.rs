@@ -136,7 +136,7 @@ pub enum ReplayCommand {
 
 #[derive(Debug, Clone, Copy, Args)]
 pub struct WaitArguments {
-    /// Wait until the event handler has caught up with the event log, showing its progress
+    /// Wait until it has caught up with the event log, showing its progress
     #[arg(long)]
     pub wait: bool,
 }
@@ -147,8 +147,14 @@ pub enum ProjectionCommand {
     List,
     /// One projection and its read models
     Get { id: String },
-    /// Rebuild a projection from the start (when no head has it registered)
-    Replay { id: String },
+    /// Rebuild a projection from the start. A registered one rebuilds beside its live read
+    /// models, which readers keep getting until the rebuild has caught up; one no head has
+    /// registered is dropped and rebuilt when a head registers it
+    Replay {
+        id: String,
+        #[command(flatten)]
+        wait: WaitArguments,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -492,6 +492,63 @@ async fn a_replay_with_wait_follows_a_connected_handler_until_it_has_caught_up()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_projection_replay_with_wait_rebuilds_a_connected_projection() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = ManagedRuntime::start(dir.path(), Overrides::default()).await;
+    seed(&runtime).await;
+    let live = EventProcessorId(Uuid::from_u128(0x3c4d_5e6f_7a8b));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let counted = answered.clone();
+    let _head = common::projection_head::TestProjection::register(
+        common::connect(runtime.private).await,
+        live,
+        ScopeId::DEFAULT,
+        &[(event_type(1), common::projection_head::Key::EventSource)],
+        "{}",
+    )
+    .await
+    .serve(move |_| {
+        let round = counted.fetch_add(1, Ordering::SeqCst) / 3 + 1;
+        common::projection_head::Answer::Replace(format!(r#"{{"round":{round}}}"#))
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while answered.load(Ordering::SeqCst) < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the head got its events"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let id = live.to_string();
+    let ran = dolittle(
+        &runtime,
+        &["runtime", "projections", "replay", &id, "--wait"],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{}\n{}", ran.stdout, ran.stderr);
+    assert!(ran.stdout.contains("caught up at 4 of 4"), "{}", ran.stdout);
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        6,
+        "the head was asked again for each of the 3 events"
+    );
+    let ran = dolittle(
+        &runtime,
+        &["runtime", "projections", "get", &id, "--output", "json"],
+    )
+    .await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.json()["tenants"][0]["rebuilding"], json!(false));
+    let ran = dolittle(&runtime, &["runtime", "projections", "get", &id]).await;
+    assert!(
+        ran.stdout.contains(r#"{"round":2}"#),
+        "the rebuilt read models replaced the live ones: {}",
+        ran.stdout
+    );
+    runtime.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mistakes_and_refusals_have_their_exit_codes_and_messages() {
     let unreachable = run(vec![
         "--runtime".into(),

@@ -8,6 +8,8 @@ mod managed;
 mod projection_head;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::heads::{PATIENCE, TestEventHandler, event_of};
@@ -483,7 +485,7 @@ fn the_binary_refuses_to_start_with_a_management_endpoint_off_loopback_and_no_to
 }
 
 #[tokio::test]
-async fn a_projection_is_rebuilt_from_the_start_once_no_head_has_it_registered() {
+async fn a_projection_no_head_has_registered_is_dropped_and_rebuilt_at_the_next_registration() {
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime =
         ManagedRuntime::start(dir.path(), &[TenantId::DEVELOPMENT], Overrides::default()).await;
@@ -514,14 +516,10 @@ async fn a_projection_is_rebuilt_from_the_start_once_no_head_has_it_registered()
     assert_eq!(view["kind"], json!("projection"));
     assert_eq!(view["event_types"], json!([event_type(1).id.to_string()]));
 
-    let (status, refused) = runtime.post(&format!("{path}/replay"), json!({})).await;
-    assert_eq!(status, 409, "{refused}");
-    assert!(
-        refused["failure"]["reason"]
-            .as_str()
-            .is_some_and(|reason| reason.contains("registered by a connected head")),
-        "{refused}"
-    );
+    let (status, refused) = runtime
+        .post(&format!("{path}/replay"), json!({"from": 1}))
+        .await;
+    assert_eq!(status, 400, "{refused}");
 
     head.abort();
     runtime
@@ -539,6 +537,89 @@ async fn a_projection_is_rebuilt_from_the_start_once_no_head_has_it_registered()
         })
         .await;
     assert_eq!(models[1], json!({"key": "y", "state": {"seen": true}}));
+    runtime.stop().await;
+}
+
+#[tokio::test]
+async fn a_registered_projection_rebuilds_beside_its_live_read_models() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime =
+        ManagedRuntime::start(dir.path(), &[TenantId::DEVELOPMENT], Overrides::default()).await;
+    let projection_id = EventProcessorId(Uuid::from_u128(0x4e5f_6a7b));
+    let mut store = EventStoreClient::new(common::connect(runtime.private).await);
+    let sources: Vec<String> = (0..200).map(|n| format!("source-{n:03}")).collect();
+    let events = sources
+        .iter()
+        .map(|source| uncommitted(source, event_type(1), "{}"))
+        .collect();
+    commit(&mut store, TenantId::DEVELOPMENT, events).await;
+    let round = Arc::new(AtomicU64::new(1));
+    let answered_round = round.clone();
+    let _head = projection_head::TestProjection::register(
+        common::connect(runtime.private).await,
+        projection_id,
+        ScopeId::DEFAULT,
+        &[(event_type(1), projection_head::Key::EventSource)],
+        "{}",
+    )
+    .await
+    .serve(move |_| {
+        let round = answered_round.load(Ordering::SeqCst);
+        projection_head::Answer::Replace(format!(r#"{{"round":{round}}}"#))
+    });
+    let read_models = format!(
+        "/api/tenants/{}/projections/{projection_id}/read-models",
+        TenantId::DEVELOPMENT
+    );
+    let all_in_round = |models: &Value, round: u64| {
+        models.as_array().is_some_and(|models| {
+            models.len() == 200 && models.iter().all(|model| model["state"]["round"] == round)
+        })
+    };
+    runtime
+        .wait_for(&read_models, |models| all_in_round(models, 1))
+        .await;
+
+    round.store(2, Ordering::SeqCst);
+    let path = format!("/api/projections/{projection_id}");
+    let (status, rebuilt) = runtime.post(&format!("{path}/replay"), json!({})).await;
+    assert_eq!(status, 200, "{rebuilt}");
+    assert_eq!(rebuilt["replayed"]["registered"], json!(true), "{rebuilt}");
+    // Readers see the whole live projection until the rebuild replaces it in one step.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, models) = runtime.get(&read_models).await;
+        assert_eq!(status, 200, "{models}");
+        if all_in_round(&models, 2) {
+            break;
+        }
+        assert!(
+            all_in_round(&models, 1),
+            "a reader saw a half-rebuilt projection: {models}"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rebuild never replaced the read models"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let view = runtime
+        .wait_for(&path, |view| {
+            let tenant = processor_of_tenant(view, TenantId::DEVELOPMENT);
+            tenant["lag"] == json!(0) && tenant["rebuilding"] == json!(false)
+        })
+        .await;
+    assert_eq!(view["registered"], json!(true));
+    let (_, projections) = runtime.get("/api/projections").await;
+    assert_eq!(
+        projections.as_array().map(Vec::len),
+        Some(1),
+        "the rebuild is not listed as a projection of its own: {projections}"
+    );
+    let (status, refused) = runtime
+        .post(&format!("{path}/replay"), json!({"partition": "x"}))
+        .await;
+    assert_eq!(status, 400, "{refused}");
     runtime.stop().await;
 }
 

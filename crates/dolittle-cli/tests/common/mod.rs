@@ -17,6 +17,8 @@ use tonic::transport::Channel;
 
 #[path = "../../../dolittle-runtime/tests/common/heads.rs"]
 pub mod heads;
+#[path = "../../../dolittle-runtime/tests/common/projection_head.rs"]
+pub mod projection_head;
 
 pub const MICROSERVICE: MicroserviceId =
     MicroserviceId(Uuid::from_u128(0x7a1c1f5e_3d2b_4c8e_9f10_2b6d8e4a9c01));

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use dolittle_store::{FilterDefinition, ProcessorKey, ProcessorKind, StreamProcessorState};
+use dolittle_store::{
+    FilterDefinition, ProcessorKey, ProcessorKind, ProjectionDefinition, StreamProcessorState,
+};
 use dolittle_types::{EventProcessorId, PartitionId, ScopeId, TenantId};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +43,9 @@ pub struct TenantProcessorView {
     pub log_tail: u64,
     /// Events between the position and the log tail.
     pub lag: u64,
+    /// A projection being rebuilt from the start beside its live read models: the position and
+    /// lag are the rebuild's, and readers get the live read models until it has caught up.
+    pub rebuilding: bool,
     pub last_successfully_processed: Option<String>,
     /// Why an unpartitioned processor is halted.
     pub failure: Option<FailureView>,
@@ -116,7 +121,7 @@ pub async fn collect(
                 },
             );
         }
-        for projection in projections {
+        for projection in &projections {
             let key = ProcessorKey {
                 kind: ProcessorKind::Projection,
                 scope: projection.scope,
@@ -134,10 +139,19 @@ pub async fn collect(
                 },
             );
         }
+        let rebuilds = rebuilds(&projections);
         let mut tenant_states: BTreeMap<ProcessorKey, (StreamProcessorState, bool)> = states
             .into_iter()
             .map(|(key, state)| (key, (state, false)))
             .collect();
+        // A rebuild is shown as its projection's state, not as a projection of its own.
+        let mut rebuilding = Vec::new();
+        for (shadow, projection) in &rebuilds {
+            if let Some((state, _)) = tenant_states.remove(shadow) {
+                tenant_states.insert(*projection, (state, false));
+                rebuilding.push(*projection);
+            }
+        }
         for (key, processor) in &registered {
             if let Some(live) = processor.states.get(&tenant_id) {
                 tenant_states.insert(*key, (live.borrow().clone(), true));
@@ -163,11 +177,34 @@ pub async fn collect(
                 }
             }
             let log_tail = *store.watch_log(key.scope).borrow();
-            view.tenants
-                .push(tenant_view(tenant_id, &state, live, log_tail));
+            let mut tenant = tenant_view(tenant_id, &state, live, log_tail);
+            tenant.rebuilding = rebuilding.contains(&key);
+            view.tenants.push(tenant);
         }
     }
     Ok(views.into_values().collect())
+}
+
+/// The processor keys of projection rebuilds (stored under shadow ids) and of the projections
+/// they rebuild.
+fn rebuilds(projections: &[ProjectionDefinition]) -> Vec<(ProcessorKey, ProcessorKey)> {
+    let key = |definition: &ProjectionDefinition| ProcessorKey {
+        kind: ProcessorKind::Projection,
+        scope: definition.scope,
+        processor: definition.projection,
+    };
+    projections
+        .iter()
+        .filter_map(|shadow| {
+            projections
+                .iter()
+                .find(|live| {
+                    live.scope == shadow.scope
+                        && crate::processing::projections::is_rebuild_of(live.projection, shadow)
+                })
+                .map(|live| (key(shadow), key(live)))
+        })
+        .collect()
 }
 
 pub(crate) fn tenant_view(
@@ -187,6 +224,7 @@ pub(crate) fn tenant_view(
         position: state.position,
         log_tail,
         lag: log_tail.saturating_sub(state.position),
+        rebuilding: false,
         last_successfully_processed: state.last_successfully_processed.map(rfc3339),
         failure: state.failure.as_ref().map(|failure| FailureView {
             reason: failure.reason.clone(),
@@ -395,11 +433,11 @@ fn replay_error(failure: ReplayFailure) -> ManagementError {
     }
 }
 
-/// Rebuilds a projection that no head has registered now: its read models, definition and
-/// state are dropped, so that the next registration builds it from the start of the log.
-/// Readers find no read models until then. A registered projection is refused: while it runs,
-/// the way to rebuild it is a changed definition, which the projection rebuilds beside the live
-/// read models.
+/// Rebuilds a projection from the start of the event log. A registered projection rebuilds
+/// beside its live read models, which readers keep getting until the rebuild has caught up and
+/// replaces them in one step. A projection no head has registered now has its read models,
+/// definition and state dropped, so that the next registration builds it from the start;
+/// readers find no read models until then.
 pub async fn replay_projection(
     State(context): State<RuntimeContext>,
     Path(id): Path<String>,
@@ -423,16 +461,16 @@ pub async fn replay_projection(
     );
     let found = get_one(&context, ProcessorKind::Projection, &id, &lookup).await?;
     if found.registered {
-        return Err(ManagementError::new(
-            StatusCode::CONFLICT,
-            REFUSED,
-            format!(
-                "projection {} is registered by a connected head: stop the head to rebuild it \
-                 from the start, or change its definition to rebuild it beside the live read \
-                 models",
-                found.id
-            ),
-        ));
+        let key = ProcessorKey {
+            kind: ProcessorKind::Projection,
+            scope: found.scope,
+            processor: found.id,
+        };
+        crate::processing::replay(&context, key, request.tenant, Some(0), None)
+            .await
+            .map_err(replay_error)?;
+        let replayed = get_one(&context, ProcessorKind::Projection, &id, &lookup).await?;
+        return Ok(Json(ReplayResponse { replayed }));
     }
     let tenants = match request.tenant {
         Some(tenant) => vec![tenant],

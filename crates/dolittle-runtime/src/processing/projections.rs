@@ -56,7 +56,7 @@ use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::RuntimeContext;
-use crate::processing::stream_processor::{EventProcessor, Outcome, RetryState};
+use crate::processing::stream_processor::{EventProcessor, Outcome, ReplayError, RetryState};
 use crate::processing::{run_registered, start_for_every_tenant};
 use crate::reverse_calls::CallError;
 
@@ -1061,6 +1061,59 @@ impl EventProcessor for ProjectionProcessor {
             self.forget_pipeline();
             tracing::info!(projection = %shared.definition.projection, tenant = %shared.tenant, position = state.position, "rebuild caught up with the event log; promoted");
         }
+        Ok(())
+    }
+
+    /// An operator's rebuild of a running projection: the read models are built again from the
+    /// start under the shadow id of the registered definition, while readers keep getting the
+    /// live ones, and promoted when the rebuild has caught up (as for a changed definition).
+    async fn before_replay(
+        &self,
+        from: u64,
+        partition: Option<&PartitionId>,
+    ) -> Result<(), ReplayError> {
+        if from > 0 {
+            return Err(ReplayError::OnlyFromTheStart(from));
+        }
+        if partition.is_some() {
+            return Err(ReplayError::NotPartitioned);
+        }
+        let shared = &self.shared;
+        let scope = shared.definition.scope;
+        let not_saved = |error: StoreError| ReplayError::NotSaved(error.to_string());
+        let first = shared
+            .store
+            .read_log(scope, 0, 1, &source_filter(&shared.definition))
+            .await
+            .map_err(not_saved)?;
+        // Nothing in the log for this projection: there is nothing to build, and a rebuild
+        // would never commit (and so never be promoted).
+        if first.events.is_empty() {
+            return Ok(());
+        }
+        let shadow = shadow_id(shared.definition.projection, &shared.definition);
+        // What an earlier rebuild of this definition left is started afresh.
+        shared
+            .store
+            .drop_projection(scope, shadow)
+            .await
+            .map_err(not_saved)?;
+        shared
+            .store
+            .put_projection_definition(&ProjectionDefinition {
+                projection: shadow,
+                ..shared.definition.clone()
+            })
+            .await
+            .map_err(not_saved)?;
+        *shared
+            .target
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Target::Rebuild(shadow);
+        // Answers sent ahead and remembered states belong to the live read models.
+        self.forget_pipeline();
+        shared.lock_remembered().clear();
+        tracing::info!(projection = %shared.definition.projection, tenant = %shared.tenant, shadow = %shadow, "rebuilding from the start beside the live read models");
         Ok(())
     }
 }

@@ -88,6 +88,17 @@ pub trait EventProcessor: Send + Sync + 'static {
         outputs: &[Self::Output],
         state: &StreamProcessorState,
     ) -> Result<(), StoreError>;
+
+    /// Prepares the processor for an operator's replay from `from`, before its state is reset.
+    /// A processor whose outputs build on earlier ones (a projection) starts them afresh here,
+    /// or refuses a replay it cannot do. Most processors need nothing.
+    async fn before_replay(
+        &self,
+        _from: u64,
+        _partition: Option<&PartitionId>,
+    ) -> Result<(), ReplayError> {
+        Ok(())
+    }
 }
 
 /// Why a stream processor stopped.
@@ -122,6 +133,8 @@ pub enum ReplayError {
     NotPartitioned,
     #[error("the replayed state could not be saved: {0}")]
     NotSaved(String),
+    #[error("cannot replay from position {0}: a projection is rebuilt from the start")]
+    OnlyFromTheStart(u64),
 }
 
 /// Changes a processor's state so that it processes again from `from`, in every partition or
@@ -440,7 +453,10 @@ impl<P: EventProcessor> StreamProcessor<P> {
                 done,
             } => {
                 let mut state = self.state.clone();
-                let result = apply_replay(&mut state, from, partition.as_ref());
+                let mut result = apply_replay(&mut state, from, partition.as_ref());
+                if result.is_ok() {
+                    result = self.processor.before_replay(from, partition.as_ref()).await;
+                }
                 if result.is_ok() {
                     self.state = state;
                     if let Err(error) = self.save().await {
