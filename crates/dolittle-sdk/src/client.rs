@@ -2,7 +2,8 @@
 //!
 //! The client holds a gRPC channel (which reconnects on its own after the first connection),
 //! the microservice's identity that goes into every execution context, and the tasks of the
-//! event processors it registered. Per-tenant handles ([`Client::event_store`],
+//! event processors it registered and of the event horizon subscriptions declared on its
+//! builder. Per-tenant handles ([`Client::event_store`],
 //! [`Client::projections`], [`Client::aggregate_of`]) are cheap clones. [`Client::shutdown`]
 //! closes every reverse call and waits for the in-flight events to be answered.
 
@@ -19,6 +20,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::aggregates::{AggregateOf, AggregateRoot};
 use crate::error::{Error, Result};
 use crate::event_handlers::{EventHandler, EventHandlerOptions};
+use crate::event_horizon::{DeclaredSubscription, EventHorizons, SubscriptionHandle};
 use crate::event_store::EventStore;
 use crate::filters::{Filter, FilterOptions};
 use crate::processing::ProcessorHandle;
@@ -64,6 +66,9 @@ pub struct ClientBuilder {
     environment: String,
     connect_attempts: u32,
     backoff: Backoff,
+    event_horizons: Vec<DeclaredSubscription>,
+    #[cfg(feature = "in-process")]
+    in_process_public_endpoint: Option<String>,
 }
 
 impl Default for ClientBuilder {
@@ -75,6 +80,9 @@ impl Default for ClientBuilder {
             environment: "Development".to_owned(),
             connect_attempts: 10,
             backoff: Backoff::default(),
+            event_horizons: Vec::new(),
+            #[cfg(feature = "in-process")]
+            in_process_public_endpoint: None,
         }
     }
 }
@@ -121,7 +129,61 @@ impl ClientBuilder {
         self
     }
 
-    /// Connects to the Runtime, retrying with backoff.
+    /// Declares event horizon subscriptions, like the official SDKs' `withEventHorizons`:
+    ///
+    /// ```no_run
+    /// # use dolittle_sdk::Client;
+    /// # use dolittle_sdk::types::{MicroserviceId, ScopeId, StreamId, TenantId, Uuid};
+    /// # async fn example() -> dolittle_sdk::Result<()> {
+    /// # let producer = MicroserviceId(Uuid::from_u128(1));
+    /// # let public_stream = StreamId(Uuid::from_u128(2));
+    /// # let scope = ScopeId(Uuid::from_u128(3));
+    /// let client = Client::builder()
+    ///     .event_horizons(|horizons| {
+    ///         horizons.for_tenant(TenantId::DEVELOPMENT, |subscriptions| {
+    ///             subscriptions
+    ///                 .from_producer_microservice(producer)
+    ///                 .from_producer_tenant(TenantId::DEVELOPMENT)
+    ///                 .from_producer_stream(public_stream)
+    ///                 .from_producer_partition("orders")
+    ///                 .to_scope(scope)
+    ///                 .on_success(|tenant, subscription, consent| {
+    ///                     println!("{tenant} subscribed to {subscription:?} with consent {consent}");
+    ///                 })
+    ///                 .on_failure(|tenant, _, failure| {
+    ///                     eprintln!("{tenant}: {:?} {}", failure.failure_id, failure.reason);
+    ///                 })
+    ///         })
+    ///     })
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`ClientBuilder::connect`] returns without waiting for them: each is asked for in the
+    /// background until the Runtime accepts it (asking again after the [`ClientBuilder::backoff`]
+    /// delays while it refuses), and every outcome goes to its callbacks and its
+    /// [`SubscriptionHandle`] ([`Client::event_horizon_subscriptions`]). Calling this again adds
+    /// more subscriptions.
+    pub fn event_horizons(mut self, declare: impl FnOnce(EventHorizons) -> EventHorizons) -> Self {
+        self.event_horizons
+            .extend(declare(EventHorizons::default()).into_declared());
+        self
+    }
+
+    /// Also opens the in-process Runtime's public endpoint (the one other microservices'
+    /// Runtimes subscribe to over the event horizon) on `address`, like `127.0.0.1:0` for a free
+    /// loopback port; read the address it got from [`Client::in_process_public_address`].
+    /// Without it the in-process Runtime has only its private endpoint.
+    #[cfg(feature = "in-process")]
+    pub fn in_process_public_endpoint(mut self, address: impl Into<String>) -> Self {
+        self.in_process_public_endpoint = Some(address.into());
+        self
+    }
+
+    /// Connects to the Runtime, retrying with backoff, and starts the event horizon
+    /// subscriptions declared with [`ClientBuilder::event_horizons`].
     pub async fn connect(self) -> Result<Client> {
         let endpoint = Endpoint::from_shared(self.runtime.clone())
             .map_err(|error| Error::InvalidAddress {
@@ -150,7 +212,12 @@ impl ClientBuilder {
             }
         };
         tracing::info!(address = %self.runtime, microservice = %self.microservice, "connected to the runtime");
-        Ok(Client {
+        let (senders, handles): (Vec<_>, Vec<_>) = self
+            .event_horizons
+            .iter()
+            .map(crate::event_horizon::prepare)
+            .unzip();
+        let client = Client {
             inner: Arc::new(Inner {
                 channel,
                 address: self.runtime,
@@ -161,8 +228,19 @@ impl ClientBuilder {
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
                 on_shutdown: Mutex::new(Vec::new()),
+                event_horizon_subscriptions: handles,
+                #[cfg(feature = "in-process")]
+                in_process_public_address: std::sync::OnceLock::new(),
             }),
-        })
+        };
+        for (declared, state) in self.event_horizons.into_iter().zip(senders) {
+            client.tasks().spawn(crate::event_horizon::keep_subscribing(
+                client.clone(),
+                declared,
+                state,
+            ));
+        }
+        Ok(client)
     }
 
     /// Starts a Runtime inside this process on the embedded store in `working_dir` (its
@@ -178,12 +256,17 @@ impl ClientBuilder {
             working_dir.as_ref(),
             self.microservice,
             tenants,
+            self.in_process_public_endpoint.as_deref(),
         )
         .await?;
         let address = format!("http://{}", runtime.address());
+        let public_address = runtime.public_address();
         let client = self.runtime(address).connect().await;
         match client {
             Ok(client) => {
+                if let Some(public_address) = public_address {
+                    let _ = client.inner.in_process_public_address.set(public_address);
+                }
                 client.on_shutdown(Box::new(move || Box::pin(runtime.stop())));
                 Ok(client)
             }
@@ -208,6 +291,9 @@ struct Inner {
     shutdown: CancellationToken,
     tasks: TaskTracker,
     on_shutdown: Mutex<Vec<ShutdownAction>>,
+    event_horizon_subscriptions: Vec<SubscriptionHandle>,
+    #[cfg(feature = "in-process")]
+    in_process_public_address: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 /// A head's connection to its Runtime. Cheap to clone; every clone is the same client.
@@ -251,6 +337,19 @@ impl Client {
     /// The event horizon subscriptions of a consumer tenant.
     pub fn event_horizon(&self, tenant: TenantId) -> crate::event_horizon::EventHorizon {
         crate::event_horizon::EventHorizon::new(self.clone(), tenant)
+    }
+
+    /// The event horizon subscriptions declared with [`ClientBuilder::event_horizons`], in the
+    /// order they were declared: where each stands, and a way to wait for it.
+    pub fn event_horizon_subscriptions(&self) -> &[SubscriptionHandle] {
+        &self.inner.event_horizon_subscriptions
+    }
+
+    /// The address of the in-process Runtime's public endpoint, when it was started with
+    /// [`ClientBuilder::in_process_public_endpoint`].
+    #[cfg(feature = "in-process")]
+    pub fn in_process_public_address(&self) -> Option<std::net::SocketAddr> {
+        self.inner.in_process_public_address.get().copied()
     }
 
     /// The projection store of a tenant: the read models of projections.

@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 /// A running in-process Runtime.
 pub(crate) struct InProcessRuntime {
     address: SocketAddr,
+    public_address: Option<SocketAddr>,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -24,11 +25,13 @@ pub(crate) struct InProcessRuntime {
 impl InProcessRuntime {
     /// Starts a Runtime with its configuration and data under `working_dir/.dolittle`. When
     /// there is no `tenants.json` yet, one with `tenants` is written (the development tenant
-    /// when the list is empty).
+    /// when the list is empty). With `public_endpoint`, its public endpoint (the event horizon's
+    /// producer side) listens there too.
     pub(crate) async fn start(
         working_dir: &Path,
         microservice: MicroserviceId,
         tenants: &[TenantId],
+        public_endpoint: Option<&str>,
     ) -> Result<Self> {
         let folder = working_dir.join(".dolittle");
         std::fs::create_dir_all(&folder).map_err(|error| {
@@ -65,12 +68,25 @@ impl InProcessRuntime {
         let address = private
             .local_addr()
             .map_err(|error| Error::InProcess(error.to_string()))?;
+        let public = match public_endpoint {
+            Some(endpoint) => Some(TcpListener::bind(endpoint).await.map_err(|error| {
+                Error::InProcess(format!(
+                    "cannot bind the public endpoint {endpoint}: {error}"
+                ))
+            })?),
+            None => None,
+        };
+        let public_address = public
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()
+            .map_err(|error| Error::InProcess(error.to_string()))?;
         let context = RuntimeContext::new(config, stores);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let listeners = Listeners {
                 private,
-                public: None,
+                public,
                 metrics: None,
                 management: None,
             };
@@ -81,9 +97,10 @@ impl InProcessRuntime {
                 tracing::error!(%error, "the in-process runtime stopped with an error");
             }
         });
-        tracing::info!(%address, "in-process runtime started");
+        tracing::info!(%address, ?public_address, "in-process runtime started");
         Ok(Self {
             address,
+            public_address,
             stop,
             task,
         })
@@ -92,6 +109,11 @@ impl InProcessRuntime {
     /// The address of its private endpoint.
     pub(crate) fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The address of its public endpoint, when it has one.
+    pub(crate) fn public_address(&self) -> Option<SocketAddr> {
+        self.public_address
     }
 
     /// Stops it and waits until its stores are closed.

@@ -14,9 +14,13 @@
 //!   [`Error::ConcurrencyConflict`].
 //! * [`EventHandler`], [`Filter`] and [`Projection`]: event processors on reverse calls that
 //!   reconnect with backoff and close gracefully on [`Client::shutdown`].
-//! * [`EventHorizon`]: subscribe a tenant to another microservice's public stream, into a scope.
+//! * Event horizon: subscribe a tenant to another microservice's public stream, into a scope,
+//!   declared on the builder ([`ClientBuilder::event_horizons`], with success and failure
+//!   callbacks and a [`SubscriptionHandle`] per subscription) or with one call
+//!   ([`EventHorizon::subscribe`]).
 //! * Feature `in-process`: `ClientBuilder::start_in_process` runs a Runtime inside the same
-//!   process, on the embedded store.
+//!   process, on the embedded store (with `ClientBuilder::in_process_public_endpoint`, also its
+//!   public endpoint for other microservices' Runtimes).
 //!
 //! Errors are values: every call returns [`Result`], and failures reported by the Runtime keep
 //! its failure id and reason ([`Error::Runtime`]).
@@ -97,7 +101,10 @@ pub use aggregates::{AggregateError, AggregateOf, AggregateRoot, Applied};
 pub use client::{Backoff, Client, ClientBuilder, DEFAULT_RUNTIME_ADDRESS};
 pub use error::{Error, Result};
 pub use event_handlers::{EventContext, EventHandler, EventHandlerOptions};
-pub use event_horizon::{EventHorizon, Subscription};
+pub use event_horizon::{
+    EventHorizon, EventHorizons, Subscription, SubscriptionFailure, SubscriptionHandle,
+    SubscriptionState,
+};
 pub use event_store::{EventStore, uncommitted};
 pub use event_types::{EventType, Events, HandledEvent};
 pub use filters::{Decision, Filter, FilterContext, FilterOptions};

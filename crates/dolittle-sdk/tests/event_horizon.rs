@@ -1,10 +1,13 @@
 //! The event horizon through the SDK: a producer head's public filter writes a public stream, a
-//! consumer head subscribes its tenant to a partition of it, and an event handler in the
-//! consumer's scope gets the producer's public events. Two Runtimes on loopback.
+//! consumer head subscribes its tenant to a partition of it (with one call, or declared on the
+//! client builder), and an event handler in the consumer's scope gets the producer's public
+//! events. Refusals reach the application with the Runtime's failure id and reason. Two
+//! Runtimes on loopback.
 
 use std::path::Path;
 use std::time::Duration;
 
+use dolittle_contracts::failure_ids;
 use dolittle_runtime::config::{Overrides, RuntimeConfig};
 use dolittle_runtime::tenants::Tenants;
 use dolittle_runtime::{Listeners, RuntimeContext};
@@ -12,9 +15,11 @@ use dolittle_sdk::types::{
     CommittedEvent, ConsentId, EventProcessorId, MicroserviceId, ScopeId, StreamId, TenantId, Uuid,
 };
 use dolittle_sdk::{
-    Client, Decision, Error, EventContext, EventHandler, EventHandlerOptions, EventType,
-    FilterContext, FilterOptions, HandledEvent, HandlerError, Subscription,
+    Client, ClientBuilder, Decision, Error, EventContext, EventHandler, EventHandlerOptions,
+    EventType, FilterContext, FilterOptions, HandledEvent, HandlerError, Subscription,
+    SubscriptionFailure, SubscriptionState,
 };
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
@@ -91,6 +96,13 @@ impl Node {
     }
 
     async fn client(&self, microservice: MicroserviceId) -> Client {
+        self.builder(microservice)
+            .connect()
+            .await
+            .expect("client connects")
+    }
+
+    fn builder(&self, microservice: MicroserviceId) -> ClientBuilder {
         Client::builder()
             .microservice(microservice)
             .runtime(self.private.as_str())
@@ -98,9 +110,6 @@ impl Node {
                 Duration::from_millis(50),
                 Duration::from_millis(500),
             ))
-            .connect()
-            .await
-            .expect("client connects")
     }
 
     async fn stop(self) {
@@ -229,7 +238,7 @@ async fn public_events_of_a_producer_reach_a_consumer_handler_in_the_subscribed_
 
     assert_eq!(consent, CONSENT);
     assert!(
-        matches!(refused, Err(Error::Runtime { id, .. }) if id == dolittle_contracts::failure_ids::MISSING_CONSENT),
+        matches!(refused, Err(Error::Runtime { id, .. }) if id == failure_ids::MISSING_CONSENT),
         "{refused:?}"
     );
     let (first, first_context) = next(&mut received).await;
@@ -256,4 +265,392 @@ async fn next(
         .await
         .expect("an event crossed in time")
         .expect("channel open")
+}
+
+fn consents(partitions: &[&str]) -> serde_json::Value {
+    let consents: Vec<_> = partitions
+        .iter()
+        .enumerate()
+        .map(|(index, partition)| {
+            serde_json::json!({
+                "microservice": CONSUMER.to_string(),
+                "tenant": TenantId::DEVELOPMENT.to_string(),
+                "stream": PUBLIC_STREAM.to_string(),
+                "partition": partition,
+                "consent": Uuid::from_u128(CONSENT.0.as_u128() + index as u128).to_string(),
+            })
+        })
+        .collect();
+    serde_json::json!({ TenantId::DEVELOPMENT.to_string(): consents })
+}
+
+type Outcome = (
+    TenantId,
+    Subscription,
+    Result<ConsentId, SubscriptionFailure>,
+);
+
+/// A builder with one subscription of the development tenant per partition, all reporting to
+/// one channel.
+fn subscribing(
+    builder: ClientBuilder,
+    subscriptions: &[Subscription],
+    outcomes: &mpsc::UnboundedSender<Outcome>,
+) -> ClientBuilder {
+    builder.event_horizons(|horizons| {
+        subscriptions.iter().fold(horizons, |horizons, wanted| {
+            let (succeeded, failed) = (outcomes.clone(), outcomes.clone());
+            horizons.for_tenant(TenantId::DEVELOPMENT, |subscriptions| {
+                subscriptions
+                    .from_producer_microservice(wanted.producer_microservice)
+                    .from_producer_tenant(wanted.producer_tenant)
+                    .from_producer_stream(wanted.stream)
+                    .from_producer_partition(wanted.partition.clone())
+                    .to_scope(wanted.scope)
+                    .on_success(move |tenant, subscription, consent| {
+                        let _ = succeeded.send((tenant, subscription.clone(), Ok(consent)));
+                    })
+                    .on_failure(move |tenant, subscription, failure| {
+                        let _ = failed.send((tenant, subscription.clone(), Err(failure.clone())));
+                    })
+            })
+        })
+    })
+}
+
+/// The outcomes reported to the callbacks, read per partition in the order they came.
+struct Outcomes {
+    receiver: mpsc::UnboundedReceiver<Outcome>,
+    not_yet_read: Vec<Outcome>,
+}
+
+impl Outcomes {
+    fn new(receiver: mpsc::UnboundedReceiver<Outcome>) -> Self {
+        Self {
+            receiver,
+            not_yet_read: Vec::new(),
+        }
+    }
+
+    /// The next outcome reported for `partition`.
+    async fn next_of(&mut self, partition: &str) -> Outcome {
+        if let Some(index) = self
+            .not_yet_read
+            .iter()
+            .position(|outcome| outcome.1.partition.as_str() == partition)
+        {
+            return self.not_yet_read.remove(index);
+        }
+        loop {
+            let outcome = tokio::time::timeout(PATIENCE, self.receiver.recv())
+                .await
+                .expect("an outcome in time")
+                .expect("channel open");
+            if outcome.1.partition.as_str() == partition {
+                return outcome;
+            }
+            self.not_yet_read.push(outcome);
+        }
+    }
+
+    /// Whether nothing more was reported within a short while.
+    async fn stays_quiet(&mut self) -> bool {
+        self.not_yet_read.is_empty()
+            && tokio::time::timeout(Duration::from_millis(200), self.receiver.recv())
+                .await
+                .is_err()
+    }
+}
+
+#[tokio::test]
+async fn subscriptions_declared_on_the_builder_are_made_on_connect_and_their_events_handled_in_scope()
+ {
+    let producer_folder = tempfile::tempdir().expect("folder");
+    let consumer_folder = tempfile::tempdir().expect("folder");
+    let producer = Node::start(
+        producer_folder.path(),
+        PRODUCER,
+        &[("event-horizon-consents.json", consents(&["orders"]))],
+    )
+    .await;
+    let consumer = Node::start(
+        consumer_folder.path(),
+        CONSUMER,
+        &[(
+            "microservices.json",
+            serde_json::json!({
+                PRODUCER.to_string(): {"host": "127.0.0.1", "port": producer.public_port}
+            }),
+        )],
+    )
+    .await;
+    let producing = producer.client(PRODUCER).await;
+    let filter = producing.register_filter(
+        FilterOptions::public(EventProcessorId(PUBLIC_STREAM)),
+        |_: CommittedEvent, _: FilterContext| async {
+            Ok::<_, HandlerError>(Decision::include_in("orders"))
+        },
+    );
+    tokio::time::timeout(PATIENCE, filter.registered())
+        .await
+        .expect("registered in time")
+        .expect("registered");
+    producing
+        .event_store(TenantId::DEVELOPMENT)
+        .commit_public(
+            &OrderPlaced {
+                dish: "Taco".into(),
+            },
+            "table 1",
+        )
+        .await
+        .expect("commit");
+
+    let (outcome_sender, outcomes) = mpsc::unbounded_channel();
+    let mut outcomes = Outcomes::new(outcomes);
+    let consuming = subscribing(
+        consumer.builder(CONSUMER),
+        &[subscription("orders")],
+        &outcome_sender,
+    )
+    .connect()
+    .await
+    .expect("client connects");
+    let (seen, mut received) = mpsc::unbounded_channel();
+    let handler = consuming.register_event_handler(
+        EventHandlerOptions::new(EventProcessorId(Uuid::from_u128(0xe4e4_0008)))
+            .in_scope(SCOPE)
+            .partitioned(false),
+        Kitchen { seen },
+    );
+    let (tenant, subscribed_to, outcome) = outcomes.next_of("orders").await;
+    let handles = consuming.event_horizon_subscriptions();
+    let consent = tokio::time::timeout(PATIENCE, handles[0].subscribed())
+        .await
+        .expect("subscribed in time")
+        .expect("subscribed");
+    let (before, _) = next(&mut received).await;
+    producing
+        .event_store(TenantId::DEVELOPMENT)
+        .commit_public(
+            &OrderPlaced {
+                dish: "Burrito".into(),
+            },
+            "table 2",
+        )
+        .await
+        .expect("commit");
+    let (after, context) = next(&mut received).await;
+    let outcomes_of_handle: Vec<_> = handles[0].outcomes().collect().await;
+
+    assert_eq!(tenant, TenantId::DEVELOPMENT);
+    assert_eq!(subscribed_to, subscription("orders"));
+    assert_eq!(outcome, Ok(CONSENT));
+    assert_eq!(consent, CONSENT);
+    assert_eq!(handles.len(), 1);
+    assert_eq!(handles[0].tenant(), TenantId::DEVELOPMENT);
+    assert_eq!(handles[0].subscription(), &subscription("orders"));
+    assert_eq!(
+        handles[0].state(),
+        SubscriptionState::Subscribed { consent: CONSENT }
+    );
+    assert_eq!(
+        outcomes_of_handle,
+        [SubscriptionState::Subscribed { consent: CONSENT }],
+        "the stream of outcomes ends after the success"
+    );
+    assert_eq!(
+        [before.as_str(), after.as_str()],
+        ["Taco", "Burrito"],
+        "events committed before and after the subscription cross"
+    );
+    assert_eq!(context.scope, SCOPE);
+    assert!(handler.registrations() >= 1);
+    assert!(
+        outcomes.stays_quiet().await,
+        "a subscription is not asked for again after its success"
+    );
+
+    consuming.shutdown().await;
+    producing.shutdown().await;
+    consumer.stop().await;
+    producer.stop().await;
+}
+
+#[tokio::test]
+async fn refused_builder_subscriptions_reach_the_app_with_the_runtimes_failure_and_are_asked_again()
+{
+    let producer_folder = tempfile::tempdir().expect("folder");
+    let consumer_folder = tempfile::tempdir().expect("folder");
+    let producer = Node::start(
+        producer_folder.path(),
+        PRODUCER,
+        &[("event-horizon-consents.json", consents(&["orders"]))],
+    )
+    .await;
+    let unknown_producer = MicroserviceId(Uuid::from_u128(0xe4e4_0010));
+    let unreachable_producer = MicroserviceId(Uuid::from_u128(0xe4e4_0011));
+    let unreachable_port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    let consumer = Node::start(
+        consumer_folder.path(),
+        CONSUMER,
+        &[(
+            "microservices.json",
+            serde_json::json!({
+                PRODUCER.to_string(): {"host": "127.0.0.1", "port": producer.public_port},
+                unreachable_producer.to_string(): {"host": "127.0.0.1", "port": unreachable_port},
+            }),
+        )],
+    )
+    .await;
+    let producing = producer.client(PRODUCER).await;
+    let filter = producing.register_filter(
+        FilterOptions::public(EventProcessorId(PUBLIC_STREAM)),
+        |_: CommittedEvent, _: FilterContext| async {
+            Ok::<_, HandlerError>(Decision::include_in("drinks"))
+        },
+    );
+    tokio::time::timeout(PATIENCE, filter.registered())
+        .await
+        .expect("registered in time")
+        .expect("registered");
+
+    let no_consent = subscription("drinks");
+    let unknown = Subscription {
+        producer_microservice: unknown_producer,
+        ..subscription("unknown")
+    };
+    let unreachable = Subscription {
+        producer_microservice: unreachable_producer,
+        ..subscription("unreachable")
+    };
+    let (outcome_sender, outcomes) = mpsc::unbounded_channel();
+    let mut outcomes = Outcomes::new(outcomes);
+    let panicking_calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = panicking_calls.clone();
+    let builder = subscribing(
+        consumer.builder(CONSUMER),
+        &[no_consent.clone(), unknown.clone(), unreachable.clone()],
+        &outcome_sender,
+    )
+    .event_horizons(|horizons| {
+        horizons.for_tenant(TenantId::DEVELOPMENT, |subscriptions| {
+            subscriptions
+                .subscription(subscription("panicking callback"))
+                .on_failure(move |_, _, _| {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    panic!("the application's callback failed");
+                })
+        })
+    });
+    let consuming = builder.connect().await.expect("client connects");
+
+    let (_, refused, missing_consent) = outcomes.next_of("drinks").await;
+    let (_, _, missing_producer) = outcomes.next_of("unknown").await;
+    let (_, _, unreachable_failure) = outcomes.next_of("unreachable").await;
+    let (_, _, asked_again) = outcomes.next_of("unreachable").await;
+    let handles = consuming.event_horizon_subscriptions();
+    let mut panicking_outcomes = Box::pin(handles[3].outcomes());
+    let mut panicking_attempts = Vec::new();
+    while panicking_attempts.len() < 2 {
+        let outcome = tokio::time::timeout(PATIENCE, panicking_outcomes.next())
+            .await
+            .expect("an outcome in time")
+            .expect("outcomes go on");
+        if let SubscriptionState::Failed(failure) = outcome {
+            panicking_attempts.push(failure.attempts);
+        }
+    }
+
+    let missing_consent = missing_consent.expect_err("refused");
+    assert_eq!(refused, no_consent);
+    assert_eq!(
+        missing_consent.failure_id,
+        Some(failure_ids::MISSING_CONSENT)
+    );
+    assert!(
+        missing_consent.reason.contains("drinks"),
+        "{}",
+        missing_consent.reason
+    );
+    assert_eq!(missing_consent.attempts, 1);
+    let missing_producer = missing_producer.expect_err("refused");
+    assert_eq!(
+        missing_producer.failure_id,
+        Some(failure_ids::MISSING_MICROSERVICE_CONFIGURATION)
+    );
+    assert!(
+        missing_producer
+            .reason
+            .contains(&unknown_producer.to_string()),
+        "{}",
+        missing_producer.reason
+    );
+    let unreachable_failure = unreachable_failure.expect_err("refused");
+    assert_eq!(
+        unreachable_failure.failure_id,
+        Some(failure_ids::COULD_NOT_CONNECT_TO_PRODUCER_RUNTIME)
+    );
+    assert!(
+        unreachable_failure
+            .reason
+            .contains(&unreachable_port.to_string()),
+        "{}",
+        unreachable_failure.reason
+    );
+    let asked_again = asked_again.expect_err("still refused");
+    assert_eq!(
+        asked_again.attempts, 2,
+        "the SDK asks again after a refusal"
+    );
+    assert!(asked_again.retry_in >= unreachable_failure.retry_in);
+    assert!(
+        matches!(handles[1].state(), SubscriptionState::Failed(failure) if failure.failure_id == Some(failure_ids::MISSING_MICROSERVICE_CONFIGURATION))
+    );
+    assert!(
+        panicking_attempts.windows(2).all(|pair| pair[0] < pair[1]),
+        "a panicking callback does not stop the retries: {panicking_attempts:?}"
+    );
+    assert!(panicking_calls.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+
+    // The producer grants the consent without a restart: the next attempt is accepted.
+    std::fs::write(
+        producer_folder
+            .path()
+            .join(".dolittle")
+            .join("event-horizon-consents.json"),
+        consents(&["orders", "drinks"]).to_string(),
+    )
+    .expect("write consents");
+    let granted = loop {
+        match outcomes.next_of("drinks").await {
+            (_, _, Ok(consent)) => break consent,
+            (_, _, Err(failure)) => {
+                assert_eq!(failure.failure_id, Some(failure_ids::MISSING_CONSENT));
+            }
+        }
+    };
+    assert_eq!(granted, ConsentId(Uuid::from_u128(CONSENT.0.as_u128() + 1)));
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, handles[0].subscribed())
+            .await
+            .expect("in time")
+            .expect("subscribed"),
+        granted
+    );
+
+    let unreachable_handle = handles[2].clone();
+    consuming.shutdown().await;
+
+    assert_eq!(unreachable_handle.state(), SubscriptionState::Stopped);
+    assert!(matches!(
+        unreachable_handle.subscribed().await,
+        Err(Error::ShutDown)
+    ));
+    producing.shutdown().await;
+    consumer.stop().await;
+    producer.stop().await;
 }
