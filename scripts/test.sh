@@ -34,6 +34,8 @@ cargo test --release --locked --workspace --doc
 
 echo "==> Rust SDK with a Runtime inside the head's process (feature in-process)"
 cargo test --release --locked -p dolittle-sdk --features in-process --test in_process
+echo "==> event horizon example: two microservices, each with its own in-process Runtime"
+cargo run --release --locked -p dolittle-sdk --features in-process --example event_horizon
 
 echo "==> official JavaScript SDK 17.0.1 conformance"
 (
