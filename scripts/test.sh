@@ -20,22 +20,24 @@ command -v npm >/dev/null || fail "npm is not installed: the official-SDK confor
 echo "==> PostgreSQL"
 bash scripts/ensure-postgres.sh
 
-echo "==> build (release)"
-cargo build --release --locked --workspace --all-targets
+# One feature set for every step, so that nothing is compiled twice: the SDK's in-process
+# Runtime (its test and the event horizon example need it) is built with the workspace.
+FEATURES=(--features dolittle-sdk/in-process)
 
-echo "==> Rust tests (SQLite and PostgreSQL backends, Runtime over loopback)"
+echo "==> build (release)"
+cargo build --release --locked --workspace --all-targets "${FEATURES[@]}"
+
+echo "==> Rust tests (SQLite and PostgreSQL backends, Runtime over loopback, the SDK with an in-process Runtime)"
 if cargo nextest --version >/dev/null 2>&1; then
-    cargo nextest run --release --locked --workspace --no-fail-fast
+    cargo nextest run --release --locked --workspace "${FEATURES[@]}" --no-fail-fast
 else
-    cargo test --release --locked --workspace --no-fail-fast
+    cargo test --release --locked --workspace "${FEATURES[@]}" --no-fail-fast
 fi
 echo "==> documentation examples (doctests)"
-cargo test --release --locked --workspace --doc
+cargo test --release --locked --workspace "${FEATURES[@]}" --doc
 
-echo "==> Rust SDK with a Runtime inside the head's process (feature in-process)"
-cargo test --release --locked -p dolittle-sdk --features in-process --test in_process
 echo "==> event horizon example: two microservices, each with its own in-process Runtime"
-cargo run --release --locked -p dolittle-sdk --features in-process --example event_horizon
+target/release/examples/event_horizon
 
 echo "==> official JavaScript SDK 17.0.1 conformance"
 (
