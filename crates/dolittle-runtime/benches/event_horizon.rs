@@ -23,10 +23,6 @@ use dolittle_types::{
 };
 use horizon::*;
 
-/// The same allocator as the `dolittle-runtime` binary, as the Runtime runs in this process.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const RUNS: usize = 3;
 const HANDLER: EventProcessorId =
     EventProcessorId(Uuid::from_u128(0x4a4a4a4a_0000_4000_8000_0000000000b1));

@@ -33,10 +33,6 @@ use dolittle_types::{
 };
 use projection_head::{Answer, Key, TestProjection};
 use tokio::net::TcpListener;
-
-/// The same allocator as the `dolittle-runtime` binary, as the Runtime runs in this process.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tonic::transport::Channel;
 
 const PROJECTION: EventProcessorId =
