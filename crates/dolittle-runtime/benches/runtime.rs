@@ -22,10 +22,6 @@ use common::{TestRuntime, call_context, event_type, uncommitted};
 use dolittle_contracts::runtime::events::CommitEventsRequest;
 use dolittle_types::{EventProcessorId, ScopeId, TenantId, Uuid};
 
-/// The same allocator as the `dolittle-runtime` binary, as the Runtime runs in this process.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 struct Row {
     workload: String,
     result: String,

@@ -13,11 +13,6 @@ use dolittle_runtime::tenants::Tenants;
 use dolittle_runtime::{Listeners, RuntimeContext};
 use tokio::net::TcpListener;
 
-/// mimalloc instead of the system allocator: a commit allocates for every event on its way from
-/// the wire to the store and back, and glibc's malloc was a seventh of the Runtime's CPU time.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The Dolittle Runtime: an event store and the server that Dolittle heads connect to.
 ///
 /// Configuration comes from Dolittle's `.dolittle/*.json` files (tenants.json, resources.json,
