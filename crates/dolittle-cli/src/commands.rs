@@ -402,6 +402,14 @@ impl Kind {
             Kind::Projection => "projections",
         }
     }
+
+    /// The CLI command of the kind.
+    fn command(self) -> &'static str {
+        match self {
+            Kind::EventHandler => "eventhandlers",
+            Kind::Projection => "projections",
+        }
+    }
 }
 
 /// Follows an event handler or a projection until every wanted tenant has caught up with its
@@ -503,7 +511,7 @@ fn wait_for_catch_up(
                 return Err(CommandError::Unfinished(format!(
                     "caught up, but {failing} partitions are failing: see dolittle runtime \
                      {} get {id}",
-                    kind.path().replace('-', "")
+                    kind.command()
                 )));
             }
             return Ok(());

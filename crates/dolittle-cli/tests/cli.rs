@@ -191,7 +191,8 @@ async fn seed(runtime: &ManagedRuntime) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_answers_in_table_and_json_form() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let runtime = ManagedRuntime::start(dir.path(), Overrides::default()).await;
+    let runtime =
+        ManagedRuntime::start(dir.path(), &[TenantId::DEVELOPMENT], Overrides::default()).await;
     seed(&runtime).await;
     let idle = IDLE_HANDLER.to_string();
     let projection = PROJECTION.to_string();
@@ -422,7 +423,8 @@ async fn every_command_answers_in_table_and_json_form() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_with_wait_follows_a_connected_handler_until_it_has_caught_up() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let runtime = ManagedRuntime::start(dir.path(), Overrides::default()).await;
+    let runtime =
+        ManagedRuntime::start(dir.path(), &[TenantId::DEVELOPMENT], Overrides::default()).await;
     seed(&runtime).await;
     let mut handler = TestEventHandler::register(
         &runtime,
@@ -494,7 +496,8 @@ async fn a_replay_with_wait_follows_a_connected_handler_until_it_has_caught_up()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_projection_replay_with_wait_rebuilds_a_connected_projection() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let runtime = ManagedRuntime::start(dir.path(), Overrides::default()).await;
+    let runtime =
+        ManagedRuntime::start(dir.path(), &[TenantId::DEVELOPMENT], Overrides::default()).await;
     seed(&runtime).await;
     let live = EventProcessorId(Uuid::from_u128(0x3c4d_5e6f_7a8b));
     let answered = Arc::new(AtomicUsize::new(0));
@@ -586,6 +589,7 @@ async fn mistakes_and_refusals_have_their_exit_codes_and_messages() {
     let dir = tempfile::tempdir().expect("temp dir");
     let runtime = ManagedRuntime::start(
         dir.path(),
+        &[TenantId::DEVELOPMENT],
         Overrides {
             management_token: Some("open sesame".into()),
             ..Overrides::default()

@@ -43,10 +43,10 @@ use crate::codec::{guid, shared_context_body, sqlite_error, to_i64, to_json, to_
 use crate::schema::{create_scoped_log, log_table};
 use crate::watchers::Watchers;
 
-/// How long the writer keeps looking for the next request after a group before it sleeps. A
-/// committer that answers each reply with its next commit finds the writer awake, which spares
-/// a thread wake-up (tens of microseconds on a virtual machine) per commit; an idle store pays
-/// this once per group.
+/// How long the writer keeps looking for the next request after a group before it sleeps, so
+/// that a committer that answers each reply with its next commit within this time finds the
+/// writer awake instead of waking its thread. An idle store pays this once per group. (Its gain
+/// is small: alternating runs of the Runtime bench put it within the noise of this machine.)
 const LINGER: Duration = Duration::from_micros(60);
 
 /// The next request: one already waiting, one that comes while the writer lingers, or the next

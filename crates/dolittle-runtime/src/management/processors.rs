@@ -388,32 +388,55 @@ pub async fn replay_event_handler(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<ReplayResponse> {
-    let request: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReplayRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(ManagementError::invalid)?
-    };
-    let mut query = vec![];
-    if let Some(scope) = request.scope {
-        query.push(format!("scope={scope}"));
-    }
-    let lookup = QueryParameters::parse(Some(&query.join("&")));
+    let (request, lookup) = replay_request(&body)?;
     let found = get_one(&context, ProcessorKind::EventHandler, &id, &lookup).await?;
-    let key = ProcessorKey {
-        kind: ProcessorKind::EventHandler,
-        scope: found.scope,
-        processor: found.id,
-    };
-    crate::processing::replay(
+    replay_and_show(
         &context,
-        key,
+        ProcessorKind::EventHandler,
+        &found,
+        &lookup,
         request.tenant,
         request.from,
         request.partition,
     )
     .await
-    .map_err(replay_error)?;
-    let replayed = get_one(&context, ProcessorKind::EventHandler, &id, &lookup).await?;
+}
+
+/// A replay request from its body (empty: every default), and the lookup of its processor.
+fn replay_request(body: &[u8]) -> Result<(ReplayRequest, QueryParameters), ManagementError> {
+    let request: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReplayRequest::default()
+    } else {
+        serde_json::from_slice(body).map_err(ManagementError::invalid)?
+    };
+    let lookup = QueryParameters::parse(
+        request
+            .scope
+            .map(|scope| format!("scope={scope}"))
+            .as_deref(),
+    );
+    Ok((request, lookup))
+}
+
+/// Replays a processor that was found, and answers it as it is right after.
+async fn replay_and_show(
+    context: &RuntimeContext,
+    kind: ProcessorKind,
+    found: &ProcessorView,
+    lookup: &QueryParameters,
+    tenant: Option<TenantId>,
+    from: Option<u64>,
+    partition: Option<PartitionId>,
+) -> ApiResult<ReplayResponse> {
+    let key = ProcessorKey {
+        kind,
+        scope: found.scope,
+        processor: found.id,
+    };
+    crate::processing::replay(context, key, tenant, from, partition)
+        .await
+        .map_err(replay_error)?;
+    let replayed = get_one(context, kind, &found.id.to_string(), lookup).await?;
     Ok(Json(ReplayResponse { replayed }))
 }
 
@@ -443,34 +466,25 @@ pub async fn replay_projection(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<ReplayResponse> {
-    let request: ReplayRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        ReplayRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(ManagementError::invalid)?
-    };
+    let (request, lookup) = replay_request(&body)?;
     if request.from.is_some_and(|from| from > 0) || request.partition.is_some() {
         return Err(ManagementError::invalid(
             "a projection is rebuilt from the start: from and partition do not apply",
         ));
     }
-    let lookup = QueryParameters::parse(
-        request
-            .scope
-            .map(|scope| format!("scope={scope}"))
-            .as_deref(),
-    );
     let found = get_one(&context, ProcessorKind::Projection, &id, &lookup).await?;
     if found.registered {
-        let key = ProcessorKey {
-            kind: ProcessorKind::Projection,
-            scope: found.scope,
-            processor: found.id,
-        };
-        crate::processing::replay(&context, key, request.tenant, Some(0), None)
-            .await
-            .map_err(replay_error)?;
-        let replayed = get_one(&context, ProcessorKind::Projection, &id, &lookup).await?;
-        return Ok(Json(ReplayResponse { replayed }));
+        let kind = ProcessorKind::Projection;
+        return replay_and_show(
+            &context,
+            kind,
+            &found,
+            &lookup,
+            request.tenant,
+            Some(0),
+            None,
+        )
+        .await;
     }
     let tenants = match request.tenant {
         Some(tenant) => vec![tenant],

@@ -383,20 +383,35 @@ async fn prepare_tenant(
             .get_processor_state(&shadow_key)
             .await?
             .unwrap_or_default();
-        if state.failure.is_none() {
-            let filter = source_filter(definition);
-            let page = store.read_log(scope, state.position, 1, &filter).await?;
-            if page.events.is_empty() {
-                state.position = state.position.max(page.next);
-                store
-                    .promote_projection_rebuild(shadow, definition, &state)
-                    .await?;
-                tracing::info!(projection = %id, "rebuild had nothing left to process; promoted");
-                return Ok(Target::Live);
-            }
+        if state.failure.is_none()
+            && let Some(end) = nothing_left(store, definition, state.position).await?
+        {
+            state.position = state.position.max(end);
+            store
+                .promote_projection_rebuild(shadow, definition, &state)
+                .await?;
+            tracing::info!(projection = %id, "rebuild had nothing left to process; promoted");
+            return Ok(Target::Live);
         }
     }
     Ok(target)
+}
+
+/// Whether the scope's log holds no event for the projection at or after `position`: then the
+/// position past what was looked at, else `None`.
+async fn nothing_left(
+    store: &SharedEventStore,
+    definition: &ProjectionDefinition,
+    position: u64,
+) -> Result<Option<u64>, StoreError> {
+    let scope = definition.scope;
+    if *store.watch_log(scope).borrow() <= position {
+        return Ok(Some(position));
+    }
+    let page = store
+        .read_log(scope, position, 1, &source_filter(definition))
+        .await?;
+    Ok(page.events.is_empty().then_some(page.next))
 }
 
 fn source_filter(definition: &ProjectionDefinition) -> LogFilter {
@@ -1041,14 +1056,10 @@ impl EventProcessor for ProjectionProcessor {
         if state.failure.is_some() {
             return Ok(());
         }
-        let caught_up = *shared.store.watch_log(scope).borrow() <= state.position || {
-            let page = shared
-                .store
-                .read_log(scope, state.position, 1, &source_filter(&shared.definition))
-                .await?;
-            page.events.is_empty()
-        };
-        if caught_up {
+        if nothing_left(&shared.store, &shared.definition, state.position)
+            .await?
+            .is_some()
+        {
             shared
                 .store
                 .promote_projection_rebuild(shadow, &shared.definition, state)
@@ -1067,28 +1078,20 @@ impl EventProcessor for ProjectionProcessor {
     /// An operator's rebuild of a running projection: the read models are built again from the
     /// start under the shadow id of the registered definition, while readers keep getting the
     /// live ones, and promoted when the rebuild has caught up (as for a changed definition).
-    async fn before_replay(
-        &self,
-        from: u64,
-        partition: Option<&PartitionId>,
-    ) -> Result<(), ReplayError> {
+    async fn before_replay(&self, from: u64) -> Result<(), ReplayError> {
         if from > 0 {
             return Err(ReplayError::OnlyFromTheStart(from));
-        }
-        if partition.is_some() {
-            return Err(ReplayError::NotPartitioned);
         }
         let shared = &self.shared;
         let scope = shared.definition.scope;
         let not_saved = |error: StoreError| ReplayError::NotSaved(error.to_string());
-        let first = shared
-            .store
-            .read_log(scope, 0, 1, &source_filter(&shared.definition))
-            .await
-            .map_err(not_saved)?;
         // Nothing in the log for this projection: there is nothing to build, and a rebuild
         // would never commit (and so never be promoted).
-        if first.events.is_empty() {
+        if nothing_left(&shared.store, &shared.definition, 0)
+            .await
+            .map_err(not_saved)?
+            .is_some()
+        {
             return Ok(());
         }
         let shadow = shadow_id(shared.definition.projection, &shared.definition);

@@ -89,14 +89,11 @@ pub trait EventProcessor: Send + Sync + 'static {
         state: &StreamProcessorState,
     ) -> Result<(), StoreError>;
 
-    /// Prepares the processor for an operator's replay from `from`, before its state is reset.
-    /// A processor whose outputs build on earlier ones (a projection) starts them afresh here,
-    /// or refuses a replay it cannot do. Most processors need nothing.
-    async fn before_replay(
-        &self,
-        _from: u64,
-        _partition: Option<&PartitionId>,
-    ) -> Result<(), ReplayError> {
+    /// Prepares the processor for an operator's replay from `from`, once the replay is known to
+    /// be valid for its state and before that state is reset. A processor whose outputs build on
+    /// earlier ones (a projection) starts them afresh here, or refuses a replay it cannot do.
+    /// Most processors need nothing.
+    async fn before_replay(&self, _from: u64) -> Result<(), ReplayError> {
         Ok(())
     }
 }
@@ -455,7 +452,7 @@ impl<P: EventProcessor> StreamProcessor<P> {
                 let mut state = self.state.clone();
                 let mut result = apply_replay(&mut state, from, partition.as_ref());
                 if result.is_ok() {
-                    result = self.processor.before_replay(from, partition.as_ref()).await;
+                    result = self.processor.before_replay(from).await;
                 }
                 if result.is_ok() {
                     self.state = state;
