@@ -39,7 +39,7 @@ use dolittle_types::{
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
-use crate::codec::{guid, shared_context_body, sqlite_error, to_i64, to_json, to_u64, uuid};
+use crate::codec::{Guid, guid, shared_context_body, sqlite_error, to_i64, to_json, to_u64, uuid};
 use crate::schema::{create_scoped_log, log_table};
 use crate::watchers::Watchers;
 
@@ -190,6 +190,156 @@ struct Staged {
     logs: HashMap<ScopeId, Log>,
     streams: HashMap<(ScopeId, StreamId), Log>,
     contexts: Vec<(String, i64)>,
+}
+
+/// The columns of an event log row besides its sequence number.
+struct LogRow<'a> {
+    occurred: i64,
+    event_source: &'a str,
+    context_key: i64,
+    correlation: Guid,
+    type_id: Guid,
+    generation: u32,
+    public: bool,
+    content: &'a str,
+    aggregate_key: Option<i64>,
+    aggregate_root: Option<Guid>,
+    aggregate_version: Option<i64>,
+    external_sequence_number: Option<i64>,
+    received: Option<i64>,
+    consent: Option<Guid>,
+}
+
+impl<'a> LogRow<'a> {
+    fn new(
+        event: &'a CommittedEvent,
+        aggregate_key: Option<i64>,
+        context_key: i64,
+    ) -> StoreResult<Self> {
+        let aggregate = event.aggregate.as_ref();
+        let horizon = event.event_horizon.as_ref();
+        Ok(Self {
+            occurred: event.occurred.unix_micros(),
+            event_source: event.event_source.as_str(),
+            context_key,
+            correlation: guid(event.execution_context.correlation),
+            type_id: guid(event.event_type.id),
+            generation: event.event_type.generation,
+            public: event.public,
+            content: &event.content,
+            aggregate_key,
+            aggregate_root: aggregate.map(|metadata| guid(metadata.aggregate_root)),
+            aggregate_version: aggregate
+                .map(|metadata| to_i64(metadata.version, "aggregate version"))
+                .transpose()?,
+            external_sequence_number: horizon
+                .map(|metadata| to_i64(metadata.external_sequence_number, "sequence number"))
+                .transpose()?,
+            received: horizon.map(|metadata| metadata.received.unix_micros()),
+            consent: horizon.map(|metadata| guid(metadata.consent)),
+        })
+    }
+
+    /// Binds the row to the log's insert statement, leaving alone the parameters that still
+    /// hold the same value from `previous`, the row last executed with this statement.
+    fn bind(
+        &self,
+        statement: &mut rusqlite::Statement<'_>,
+        sequence_number: i64,
+        previous: Option<&Self>,
+    ) -> rusqlite::Result<()> {
+        fn changed<T: rusqlite::ToSql + PartialEq>(
+            statement: &mut rusqlite::Statement<'_>,
+            index: usize,
+            value: &T,
+            previous: Option<&T>,
+        ) -> rusqlite::Result<()> {
+            if previous != Some(value) {
+                statement.raw_bind_parameter(index, value)?;
+            }
+            Ok(())
+        }
+        statement.raw_bind_parameter(1, sequence_number)?;
+        changed(
+            statement,
+            2,
+            &self.occurred,
+            previous.map(|row| &row.occurred),
+        )?;
+        changed(
+            statement,
+            3,
+            &self.event_source,
+            previous.map(|row| &row.event_source),
+        )?;
+        changed(
+            statement,
+            4,
+            &self.context_key,
+            previous.map(|row| &row.context_key),
+        )?;
+        changed(
+            statement,
+            5,
+            &self.correlation,
+            previous.map(|row| &row.correlation),
+        )?;
+        changed(
+            statement,
+            6,
+            &self.type_id,
+            previous.map(|row| &row.type_id),
+        )?;
+        changed(
+            statement,
+            7,
+            &self.generation,
+            previous.map(|row| &row.generation),
+        )?;
+        changed(statement, 8, &self.public, previous.map(|row| &row.public))?;
+        changed(
+            statement,
+            9,
+            &self.content,
+            previous.map(|row| &row.content),
+        )?;
+        changed(
+            statement,
+            10,
+            &self.aggregate_key,
+            previous.map(|row| &row.aggregate_key),
+        )?;
+        changed(
+            statement,
+            11,
+            &self.aggregate_root,
+            previous.map(|row| &row.aggregate_root),
+        )?;
+        changed(
+            statement,
+            12,
+            &self.aggregate_version,
+            previous.map(|row| &row.aggregate_version),
+        )?;
+        changed(
+            statement,
+            13,
+            &self.external_sequence_number,
+            previous.map(|row| &row.external_sequence_number),
+        )?;
+        changed(
+            statement,
+            14,
+            &self.received,
+            previous.map(|row| &row.received),
+        )?;
+        changed(
+            statement,
+            15,
+            &self.consent,
+            previous.map(|row| &row.consent),
+        )
+    }
 }
 
 pub(crate) struct Writer {
@@ -577,37 +727,24 @@ impl Writer {
                 log_table(log.key)
             ))
             .map_err(sqlite_error)?;
-        let mut next = log.length;
-        for ((event, aggregate_key), context_key) in events.iter_mut().zip(context_keys) {
-            event.sequence_number = next;
-            let aggregate = event.aggregate.as_ref();
-            let horizon = event.event_horizon.as_ref();
-            statement
-                .execute(params![
-                    to_i64(next, "sequence number")?,
-                    event.occurred.unix_micros(),
-                    event.event_source.as_str(),
-                    context_key,
-                    guid(event.execution_context.correlation),
-                    guid(event.event_type.id),
-                    event.event_type.generation,
-                    event.public,
-                    event.content,
-                    *aggregate_key,
-                    aggregate.map(|metadata| guid(metadata.aggregate_root)),
-                    aggregate
-                        .map(|metadata| to_i64(metadata.version, "aggregate version"))
-                        .transpose()?,
-                    horizon
-                        .map(|metadata| {
-                            to_i64(metadata.external_sequence_number, "sequence number")
-                        })
-                        .transpose()?,
-                    horizon.map(|metadata| metadata.received.unix_micros()),
-                    horizon.map(|metadata| guid(metadata.consent)),
-                ])
+        // A statement keeps its parameters between executions: of each row, only what differs
+        // from the row before is bound again (most of a batch shares its context, correlation,
+        // time and type, and binding text or a blob copies it).
+        let mut previous: Option<LogRow<'_>> = None;
+        let first = log.length;
+        for (index, ((event, aggregate_key), context_key)) in
+            events.iter().zip(context_keys).enumerate()
+        {
+            let sequence_number = to_i64(first + index as u64, "sequence number")?;
+            let row = LogRow::new(event, *aggregate_key, context_key)?;
+            row.bind(&mut statement, sequence_number, previous.as_ref())
+                .and_then(|()| statement.raw_execute())
                 .map_err(sqlite_error)?;
-            next += 1;
+            previous = Some(row);
+        }
+        let next = first + events.len() as u64;
+        for (index, (event, _)) in events.iter_mut().enumerate() {
+            event.sequence_number = first + index as u64;
         }
         drop(statement);
         self.staged.logs.insert(

@@ -65,6 +65,7 @@ macro_rules! conformance_suite {
             an_empty_batch_is_refused_and_writes_nothing,
             content_is_returned_byte_for_byte,
             every_field_of_a_committed_event_round_trips,
+            fields_that_change_back_and_forth_between_events_round_trip,
             read_log_pages_from_a_position_with_a_limit,
             read_log_keeps_only_the_given_event_types_across_pages,
             read_log_keeps_only_public_events_when_asked,

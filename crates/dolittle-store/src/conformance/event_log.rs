@@ -309,6 +309,139 @@ pub async fn every_field_of_a_committed_event_round_trips<H: StoreHarness>(harne
     assert_eq!(read_whole_log(&store, ScopeId::DEFAULT).await, committed);
 }
 
+/// Fields that go back and forth inside a batch, and plain events right after an aggregate's,
+/// are each stored as committed (a backend may reuse what it sent for the event before).
+pub async fn fields_that_change_back_and_forth_between_events_round_trip<H: StoreHarness>(
+    harness: &H,
+) {
+    let store = harness.open("back-and-forth").await;
+    let context = execution_context();
+    let mut other_context = execution_context();
+    other_context.environment = "Production".to_owned();
+    let mut committed = store
+        .commit(
+            vec![
+                event("a", event_type(1, 1), true, "{\"n\":0}"),
+                event("b", event_type(2, 1), false, "{\"n\":1}"),
+                event("a", event_type(1, 2), true, "{\"n\":1}"),
+                event("a", event_type(1, 2), false, "{\"n\":0}"),
+            ],
+            &context,
+        )
+        .await
+        .expect("committing");
+    let aggregate = store
+        .commit_aggregate(
+            UncommittedAggregateEvents {
+                aggregate_root: dolittle_types::AggregateRootId(test_uuid(0xa66)),
+                event_source: "a".into(),
+                expected_version: 0,
+                events: (0..3)
+                    .map(|number| UncommittedAggregateEvent {
+                        event_type: event_type(1 + number % 2, 1),
+                        public: number == 1,
+                        content: "{\"n\":0}".to_owned(),
+                    })
+                    .collect(),
+            },
+            &other_context,
+        )
+        .await
+        .expect("committing an aggregate");
+    committed.extend(aggregate.events);
+    committed.extend(
+        store
+            .commit(vec![event("a", event_type(1, 1), true, "{}")], &context)
+            .await
+            .expect("committing after the aggregate"),
+    );
+    let read = read_whole_log(&store, ScopeId::DEFAULT).await;
+    assert_eq!(read, committed, "the log holds what each commit returned");
+    let shapes: Vec<_> = read
+        .iter()
+        .map(|event| {
+            (
+                event.event_source.as_str().to_owned(),
+                event.event_type,
+                event.public,
+                event.content.as_str(),
+                event.aggregate.as_ref().map(|metadata| metadata.version),
+                event.execution_context.environment.as_str(),
+            )
+        })
+        .collect();
+    let development = context.environment.as_str();
+    assert_eq!(
+        shapes,
+        vec![
+            (
+                "a".to_owned(),
+                event_type(1, 1),
+                true,
+                "{\"n\":0}",
+                None,
+                development
+            ),
+            (
+                "b".to_owned(),
+                event_type(2, 1),
+                false,
+                "{\"n\":1}",
+                None,
+                development
+            ),
+            (
+                "a".to_owned(),
+                event_type(1, 2),
+                true,
+                "{\"n\":1}",
+                None,
+                development
+            ),
+            (
+                "a".to_owned(),
+                event_type(1, 2),
+                false,
+                "{\"n\":0}",
+                None,
+                development
+            ),
+            (
+                "a".to_owned(),
+                event_type(1, 1),
+                false,
+                "{\"n\":0}",
+                Some(0),
+                "Production"
+            ),
+            (
+                "a".to_owned(),
+                event_type(2, 1),
+                true,
+                "{\"n\":0}",
+                Some(1),
+                "Production"
+            ),
+            (
+                "a".to_owned(),
+                event_type(1, 1),
+                false,
+                "{\"n\":0}",
+                Some(2),
+                "Production"
+            ),
+            (
+                "a".to_owned(),
+                event_type(1, 1),
+                true,
+                "{}",
+                None,
+                development
+            ),
+        ]
+    );
+}
+
 pub async fn read_log_pages_from_a_position_with_a_limit<H: StoreHarness>(harness: &H) {
     let store = harness.open("paging").await;
     let context = execution_context();
