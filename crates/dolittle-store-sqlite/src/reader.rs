@@ -84,23 +84,36 @@ pub(crate) struct Reader {
 struct Decoder<'a> {
     connection: &'a Connection,
     contexts: &'a mut HashMap<i64, ExecutionContext>,
+    /// The last context decoded, with its key: most events of a read share their context with
+    /// the event before, and comparing keys is cheaper than hashing one.
+    last_context: Option<(i64, ExecutionContext)>,
 }
 
 impl Decoder<'_> {
     fn context(&mut self, key: i64) -> rusqlite::Result<ExecutionContext> {
-        if let Some(context) = self.contexts.get(&key) {
+        if let Some((last, context)) = &self.last_context
+            && *last == key
+        {
             return Ok(context.clone());
         }
-        let body: String = self
-            .connection
-            .prepare_cached("SELECT body FROM execution_contexts WHERE context_key = ?1")?
-            .query_row([key], |row| row.get(0))?;
-        let context: ExecutionContext = serde_json::from_str(&body)
-            .map_err(|error| crate::codec::corrupt(format!("execution context {key}: {error}")))?;
-        if self.contexts.len() >= MAX_CACHED_CONTEXTS {
-            self.contexts.clear();
-        }
-        self.contexts.insert(key, context.clone());
+        let context = match self.contexts.get(&key) {
+            Some(context) => context.clone(),
+            None => {
+                let body: String = self
+                    .connection
+                    .prepare_cached("SELECT body FROM execution_contexts WHERE context_key = ?1")?
+                    .query_row([key], |row| row.get(0))?;
+                let context: ExecutionContext = serde_json::from_str(&body).map_err(|error| {
+                    crate::codec::corrupt(format!("execution context {key}: {error}"))
+                })?;
+                if self.contexts.len() >= MAX_CACHED_CONTEXTS {
+                    self.contexts.clear();
+                }
+                self.contexts.insert(key, context.clone());
+                context
+            }
+        };
+        self.last_context = Some((key, context.clone()));
         Ok(context)
     }
 
@@ -183,6 +196,7 @@ impl Reader {
         let mut decoder = Decoder {
             connection: &transaction,
             contexts: &mut self.contexts,
+            last_context: None,
         };
         let result = read(&mut decoder).map_err(sqlite_error)?;
         transaction.commit().map_err(sqlite_error)?;
