@@ -10,7 +10,9 @@
 //! - boot time and resident memory of the real binary with 100 tenants x 20 event handlers.
 //!
 //! `DOLITTLE_BENCH_ONLY=single,concurrent,batch,latency,catch-up,boot` runs only the named
-//! workloads.
+//! workloads. `DOLITTLE_BENCH_RUNTIME=process` runs the commit and latency workloads against the
+//! `dolittle-runtime` binary in a process of its own instead of a Runtime in the bench's process
+//! (on this 2-core machine both gave the same rates within noise).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -18,8 +20,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::heads::TestEventHandler;
-use common::{TestRuntime, call_context, event_type, uncommitted};
+use common::{
+    ChildRuntime, RuntimeAddress, TestRuntime, call_context, connect, event_type, uncommitted,
+};
 use dolittle_contracts::runtime::events::CommitEventsRequest;
+use dolittle_contracts::runtime::events::event_store_client::EventStoreClient;
 use dolittle_types::{EventProcessorId, ScopeId, TenantId, Uuid};
 
 struct Row {
@@ -46,8 +51,12 @@ fn millis(duration: Duration) -> String {
 const NO_TENANT: TenantId = TenantId(Uuid::from_u128(0x0bad_0bad_0bad_4bad_8bad_0bad_0bad_0bad));
 
 /// The round trips of one client: (commits/s, sorted latencies).
-async fn one_client(runtime: &TestRuntime, count: usize, tenant: TenantId) -> (f64, Vec<Duration>) {
-    let mut client = runtime.event_store().await;
+async fn one_client(
+    runtime: &impl RuntimeAddress,
+    count: usize,
+    tenant: TenantId,
+) -> (f64, Vec<Duration>) {
+    let mut client = EventStoreClient::new(connect(runtime.address()).await);
     let mut latencies = Vec::with_capacity(count);
     let started = Instant::now();
     for n in 0..count {
@@ -75,7 +84,7 @@ async fn one_client(runtime: &TestRuntime, count: usize, tenant: TenantId) -> (f
     (rate, latencies)
 }
 
-async fn single_client_commits(runtime: &TestRuntime, count: usize) -> Vec<Row> {
+async fn single_client_commits(runtime: &impl RuntimeAddress, count: usize) -> Vec<Row> {
     let (floor, floor_latencies) = one_client(runtime, count, NO_TENANT).await;
     let (rate, latencies) = one_client(runtime, count, TenantId::DEVELOPMENT).await;
     vec![
@@ -104,24 +113,21 @@ async fn single_client_commits(runtime: &TestRuntime, count: usize) -> Vec<Row> 
 
 /// Calls from `clients` concurrent clients over 8 channels; returns calls/s.
 async fn many_clients(
-    runtime: &TestRuntime,
+    runtime: &impl RuntimeAddress,
     clients: usize,
     per_client: usize,
     tenant: TenantId,
 ) -> f64 {
     let mut channels = Vec::new();
     for _ in 0..8 {
-        channels.push(runtime.channel().await);
+        channels.push(connect(runtime.address()).await);
     }
     let started = Instant::now();
     let tasks: Vec<_> = (0..clients)
         .map(|index| {
             let channel = channels[index % channels.len()].clone();
             tokio::spawn(async move {
-                let mut client =
-                    dolittle_contracts::runtime::events::event_store_client::EventStoreClient::new(
-                        channel,
-                    );
+                let mut client = EventStoreClient::new(channel);
                 for n in 0..per_client {
                     let response = client
                         .commit(CommitEventsRequest {
@@ -145,7 +151,11 @@ async fn many_clients(
     (clients * per_client) as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn concurrent_commits(runtime: &TestRuntime, clients: usize, per_client: usize) -> Vec<Row> {
+async fn concurrent_commits(
+    runtime: &impl RuntimeAddress,
+    clients: usize,
+    per_client: usize,
+) -> Vec<Row> {
     let floor = many_clients(runtime, clients, per_client, NO_TENANT).await;
     let rate = many_clients(runtime, clients, per_client, TenantId::DEVELOPMENT).await;
     vec![
@@ -167,8 +177,8 @@ async fn concurrent_commits(runtime: &TestRuntime, clients: usize, per_client: u
 }
 
 /// 100-event calls from one client; returns events/s.
-async fn batches_of_100(runtime: &TestRuntime, batches: usize, tenant: TenantId) -> f64 {
-    let mut client = runtime.event_store().await;
+async fn batches_of_100(runtime: &impl RuntimeAddress, batches: usize, tenant: TenantId) -> f64 {
+    let mut client = EventStoreClient::new(connect(runtime.address()).await);
     let started = Instant::now();
     for batch in 0..batches {
         let events = (0..100)
@@ -186,7 +196,7 @@ async fn batches_of_100(runtime: &TestRuntime, batches: usize, tenant: TenantId)
     (batches * 100) as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn batch_commits(runtime: &TestRuntime, batches: usize) -> Vec<Row> {
+async fn batch_commits(runtime: &impl RuntimeAddress, batches: usize) -> Vec<Row> {
     let floor = batches_of_100(runtime, batches, NO_TENANT).await;
     let rate = batches_of_100(runtime, batches, TenantId::DEVELOPMENT).await;
     vec![
@@ -207,7 +217,7 @@ async fn batch_commits(runtime: &TestRuntime, batches: usize) -> Vec<Row> {
     ]
 }
 
-async fn commit_to_handled_latency(runtime: &TestRuntime, count: usize) -> Row {
+async fn commit_to_handled_latency(runtime: &impl RuntimeAddress, count: usize) -> Row {
     let handler_id = EventProcessorId(Uuid::new_v4());
     let mut handler = TestEventHandler::register(
         runtime,
@@ -218,7 +228,7 @@ async fn commit_to_handled_latency(runtime: &TestRuntime, count: usize) -> Row {
     )
     .await;
     assert!(handler.refused.is_none());
-    let mut client = runtime.event_store().await;
+    let mut client = EventStoreClient::new(connect(runtime.address()).await);
     let mut latencies = Vec::with_capacity(count);
     for n in 0..count {
         let begun = Instant::now();
@@ -249,8 +259,8 @@ async fn commit_to_handled_latency(runtime: &TestRuntime, count: usize) -> Row {
     }
 }
 
-async fn catch_up(runtime: &TestRuntime, events: usize) -> Row {
-    let mut client = runtime.event_store().await;
+async fn catch_up(runtime: &impl RuntimeAddress, events: usize) -> Row {
+    let mut client = EventStoreClient::new(connect(runtime.address()).await);
     for batch in 0..events.div_ceil(1000) {
         let batch_events = (0..1000.min(events - batch * 1000))
             .map(|n| {
@@ -388,13 +398,63 @@ fn boot_time_and_memory(tenants: usize, handlers: usize) -> Row {
     }
 }
 
+/// How much each head workload does: single-client commits, concurrent clients, calls per
+/// client, 100-event batches and latency samples.
+#[derive(Clone, Copy)]
+struct Sizes {
+    single: usize,
+    clients: usize,
+    per_client: usize,
+    batches: usize,
+    latency: usize,
+}
+
+/// The workloads of heads committing to one Runtime.
+async fn head_workloads(
+    runtime: &impl RuntimeAddress,
+    wanted: &impl Fn(&str) -> bool,
+    sizes: Sizes,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
+    if wanted("single") {
+        rows.extend(single_client_commits(runtime, sizes.single).await);
+    }
+    if wanted("concurrent") {
+        rows.extend(concurrent_commits(runtime, sizes.clients, sizes.per_client).await);
+    }
+    if wanted("batch") {
+        rows.extend(batch_commits(runtime, sizes.batches).await);
+    }
+    if wanted("latency") {
+        rows.push(commit_to_handled_latency(runtime, sizes.latency).await);
+    }
+    rows
+}
+
 fn main() {
     let quick = std::env::args().any(|argument| argument == "--quick");
-    let (single, clients, per_client, batches, latency, catch_up_events) = if quick {
-        (1000, 64, 20, 100, 300, 50_000)
+    let (sizes, catch_up_events) = if quick {
+        let sizes = Sizes {
+            single: 1000,
+            clients: 64,
+            per_client: 20,
+            batches: 100,
+            latency: 300,
+        };
+        (sizes, 50_000)
     } else {
-        (5000, 64, 500, 500, 2000, 1_000_000)
+        let sizes = Sizes {
+            single: 5000,
+            clients: 64,
+            per_client: 500,
+            batches: 500,
+            latency: 2000,
+        };
+        (sizes, 1_000_000)
     };
+    // DOLITTLE_BENCH_RUNTIME=process runs the head workloads against the dolittle-runtime
+    // binary in a process of its own, as heads meet it; by default it runs in the bench's process.
+    let in_process = std::env::var("DOLITTLE_BENCH_RUNTIME").as_deref() != Ok("process");
     // DOLITTLE_BENCH_ONLY=single,concurrent,batch,latency,catch-up,boot runs only those.
     let only = std::env::var("DOLITTLE_BENCH_ONLY").ok();
     let wanted = |name: &str| {
@@ -408,20 +468,15 @@ fn main() {
         .expect("runtime");
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("temp dir");
-        let server = TestRuntime::start_in(dir.path(), &[TenantId::DEVELOPMENT]).await;
-        if wanted("single") {
-            rows.extend(single_client_commits(&server, single).await);
+        if in_process {
+            let server = TestRuntime::start_in(dir.path(), &[TenantId::DEVELOPMENT]).await;
+            rows.extend(head_workloads(&server, &wanted, sizes).await);
+            server.stop().await;
+        } else {
+            let server = ChildRuntime::start_in(dir.path(), &[TenantId::DEVELOPMENT]).await;
+            rows.extend(head_workloads(&server, &wanted, sizes).await);
+            drop(server);
         }
-        if wanted("concurrent") {
-            rows.extend(concurrent_commits(&server, clients, per_client).await);
-        }
-        if wanted("batch") {
-            rows.extend(batch_commits(&server, batches).await);
-        }
-        if wanted("latency") {
-            rows.push(commit_to_handled_latency(&server, latency).await);
-        }
-        server.stop().await;
 
         if wanted("catch-up") {
             let dir = tempfile::tempdir().expect("temp dir");
