@@ -473,9 +473,9 @@ fn main() {
             rows.extend(head_workloads(&server, &wanted, sizes).await);
             server.stop().await;
         } else {
+            // Dropping it kills the process.
             let server = ChildRuntime::start_in(dir.path(), &[TenantId::DEVELOPMENT]).await;
             rows.extend(head_workloads(&server, &wanted, sizes).await);
-            drop(server);
         }
 
         if wanted("catch-up") {

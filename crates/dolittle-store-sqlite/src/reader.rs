@@ -98,22 +98,24 @@ impl Decoder<'_> {
         }
         let context = match self.contexts.get(&key) {
             Some(context) => context.clone(),
-            None => {
-                let body: String = self
-                    .connection
-                    .prepare_cached("SELECT body FROM execution_contexts WHERE context_key = ?1")?
-                    .query_row([key], |row| row.get(0))?;
-                let context: ExecutionContext = serde_json::from_str(&body).map_err(|error| {
-                    crate::codec::corrupt(format!("execution context {key}: {error}"))
-                })?;
-                if self.contexts.len() >= MAX_CACHED_CONTEXTS {
-                    self.contexts.clear();
-                }
-                self.contexts.insert(key, context.clone());
-                context
-            }
+            None => self.load_context(key)?,
         };
         self.last_context = Some((key, context.clone()));
+        Ok(context)
+    }
+
+    /// Reads a context that is not cached yet from its row, and caches it.
+    fn load_context(&mut self, key: i64) -> rusqlite::Result<ExecutionContext> {
+        let body: String = self
+            .connection
+            .prepare_cached("SELECT body FROM execution_contexts WHERE context_key = ?1")?
+            .query_row([key], |row| row.get(0))?;
+        let context: ExecutionContext = serde_json::from_str(&body)
+            .map_err(|error| crate::codec::corrupt(format!("execution context {key}: {error}")))?;
+        if self.contexts.len() >= MAX_CACHED_CONTEXTS {
+            self.contexts.clear();
+        }
+        self.contexts.insert(key, context.clone());
         Ok(context)
     }
 

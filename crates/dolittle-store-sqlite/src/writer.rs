@@ -192,8 +192,9 @@ struct Staged {
     contexts: Vec<(String, i64)>,
 }
 
-/// The columns of an event log row besides its sequence number.
+/// The columns of an event log row, in the order of the log's insert statement.
 struct LogRow<'a> {
+    sequence_number: i64,
     occurred: i64,
     event_source: &'a str,
     context_key: i64,
@@ -219,6 +220,7 @@ impl<'a> LogRow<'a> {
         let aggregate = event.aggregate.as_ref();
         let horizon = event.event_horizon.as_ref();
         Ok(Self {
+            sequence_number: to_i64(event.sequence_number, "sequence number")?,
             occurred: event.occurred.unix_micros(),
             event_source: event.event_source.as_str(),
             context_key,
@@ -245,100 +247,35 @@ impl<'a> LogRow<'a> {
     fn bind(
         &self,
         statement: &mut rusqlite::Statement<'_>,
-        sequence_number: i64,
         previous: Option<&Self>,
     ) -> rusqlite::Result<()> {
-        fn changed<T: rusqlite::ToSql + PartialEq>(
-            statement: &mut rusqlite::Statement<'_>,
-            index: usize,
-            value: &T,
-            previous: Option<&T>,
-        ) -> rusqlite::Result<()> {
-            if previous != Some(value) {
-                statement.raw_bind_parameter(index, value)?;
-            }
-            Ok(())
+        let mut index = 0;
+        macro_rules! columns {
+            ($($column:ident),*) => {$(
+                index += 1;
+                if previous.map(|row| &row.$column) != Some(&self.$column) {
+                    statement.raw_bind_parameter(index, &self.$column)?;
+                }
+            )*};
         }
-        statement.raw_bind_parameter(1, sequence_number)?;
-        changed(
-            statement,
-            2,
-            &self.occurred,
-            previous.map(|row| &row.occurred),
-        )?;
-        changed(
-            statement,
-            3,
-            &self.event_source,
-            previous.map(|row| &row.event_source),
-        )?;
-        changed(
-            statement,
-            4,
-            &self.context_key,
-            previous.map(|row| &row.context_key),
-        )?;
-        changed(
-            statement,
-            5,
-            &self.correlation,
-            previous.map(|row| &row.correlation),
-        )?;
-        changed(
-            statement,
-            6,
-            &self.type_id,
-            previous.map(|row| &row.type_id),
-        )?;
-        changed(
-            statement,
-            7,
-            &self.generation,
-            previous.map(|row| &row.generation),
-        )?;
-        changed(statement, 8, &self.public, previous.map(|row| &row.public))?;
-        changed(
-            statement,
-            9,
-            &self.content,
-            previous.map(|row| &row.content),
-        )?;
-        changed(
-            statement,
-            10,
-            &self.aggregate_key,
-            previous.map(|row| &row.aggregate_key),
-        )?;
-        changed(
-            statement,
-            11,
-            &self.aggregate_root,
-            previous.map(|row| &row.aggregate_root),
-        )?;
-        changed(
-            statement,
-            12,
-            &self.aggregate_version,
-            previous.map(|row| &row.aggregate_version),
-        )?;
-        changed(
-            statement,
-            13,
-            &self.external_sequence_number,
-            previous.map(|row| &row.external_sequence_number),
-        )?;
-        changed(
-            statement,
-            14,
-            &self.received,
-            previous.map(|row| &row.received),
-        )?;
-        changed(
-            statement,
-            15,
-            &self.consent,
-            previous.map(|row| &row.consent),
-        )
+        columns!(
+            sequence_number,
+            occurred,
+            event_source,
+            context_key,
+            correlation,
+            type_id,
+            generation,
+            public,
+            content,
+            aggregate_key,
+            aggregate_root,
+            aggregate_version,
+            external_sequence_number,
+            received,
+            consent
+        );
+        Ok(())
     }
 }
 
@@ -730,22 +667,19 @@ impl Writer {
         // A statement keeps its parameters between executions: of each row, only what differs
         // from the row before is bound again (most of a batch shares its context, correlation,
         // time and type, and binding text or a blob copies it).
-        let mut previous: Option<LogRow<'_>> = None;
         let first = log.length;
-        for (index, ((event, aggregate_key), context_key)) in
-            events.iter().zip(context_keys).enumerate()
-        {
-            let sequence_number = to_i64(first + index as u64, "sequence number")?;
+        for (index, (event, _)) in events.iter_mut().enumerate() {
+            event.sequence_number = first + index as u64;
+        }
+        let mut previous: Option<LogRow<'_>> = None;
+        for ((event, aggregate_key), context_key) in events.iter().zip(context_keys) {
             let row = LogRow::new(event, *aggregate_key, context_key)?;
-            row.bind(&mut statement, sequence_number, previous.as_ref())
+            row.bind(&mut statement, previous.as_ref())
                 .and_then(|()| statement.raw_execute())
                 .map_err(sqlite_error)?;
             previous = Some(row);
         }
         let next = first + events.len() as u64;
-        for (index, (event, _)) in events.iter_mut().enumerate() {
-            event.sequence_number = first + index as u64;
-        }
         drop(statement);
         self.staged.logs.insert(
             scope,

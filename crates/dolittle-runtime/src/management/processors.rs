@@ -474,10 +474,9 @@ pub async fn replay_projection(
     }
     let found = get_one(&context, ProcessorKind::Projection, &id, &lookup).await?;
     if found.registered {
-        let kind = ProcessorKind::Projection;
         return replay_and_show(
             &context,
-            kind,
+            ProcessorKind::Projection,
             &found,
             &lookup,
             request.tenant,

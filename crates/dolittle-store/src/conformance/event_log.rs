@@ -318,16 +318,29 @@ pub async fn fields_that_change_back_and_forth_between_events_round_trip<H: Stor
     let context = execution_context();
     let mut other_context = execution_context();
     other_context.environment = "Production".to_owned();
+    // (source, type, public, content) of a plain batch, an aggregate's batch of source "a", and
+    // one plain event after it.
+    let plain = [
+        ("a", event_type(1, 1), true, "{\"n\":0}"),
+        ("b", event_type(2, 1), false, "{\"n\":1}"),
+        ("a", event_type(1, 2), true, "{\"n\":1}"),
+        ("a", event_type(1, 2), false, "{\"n\":0}"),
+    ];
+    let of_aggregate = [
+        ("a", event_type(1, 1), false, "{\"n\":0}"),
+        ("a", event_type(2, 1), true, "{\"n\":0}"),
+        ("a", event_type(1, 1), false, "{\"n\":0}"),
+    ];
+    let after = ("a", event_type(1, 1), true, "{}");
+    let plain_events = |sent: &[(&str, EventType, bool, &str)]| -> Vec<_> {
+        sent.iter()
+            .map(|(source, event_type, public, content)| {
+                event(source, *event_type, *public, content)
+            })
+            .collect()
+    };
     let mut committed = store
-        .commit(
-            vec![
-                event("a", event_type(1, 1), true, "{\"n\":0}"),
-                event("b", event_type(2, 1), false, "{\"n\":1}"),
-                event("a", event_type(1, 2), true, "{\"n\":1}"),
-                event("a", event_type(1, 2), false, "{\"n\":0}"),
-            ],
-            &context,
-        )
+        .commit(plain_events(&plain), &context)
         .await
         .expect("committing");
     let aggregate = store
@@ -336,12 +349,15 @@ pub async fn fields_that_change_back_and_forth_between_events_round_trip<H: Stor
                 aggregate_root: dolittle_types::AggregateRootId(test_uuid(0xa66)),
                 event_source: "a".into(),
                 expected_version: 0,
-                events: (0..3)
-                    .map(|number| UncommittedAggregateEvent {
-                        event_type: event_type(1 + number % 2, 1),
-                        public: number == 1,
-                        content: "{\"n\":0}".to_owned(),
-                    })
+                events: of_aggregate
+                    .iter()
+                    .map(
+                        |(_, event_type, public, content)| UncommittedAggregateEvent {
+                            event_type: *event_type,
+                            public: *public,
+                            content: (*content).to_owned(),
+                        },
+                    )
                     .collect(),
             },
             &other_context,
@@ -351,7 +367,7 @@ pub async fn fields_that_change_back_and_forth_between_events_round_trip<H: Stor
     committed.extend(aggregate.events);
     committed.extend(
         store
-            .commit(vec![event("a", event_type(1, 1), true, "{}")], &context)
+            .commit(plain_events(&[after]), &context)
             .await
             .expect("committing after the aggregate"),
     );
@@ -361,85 +377,30 @@ pub async fn fields_that_change_back_and_forth_between_events_round_trip<H: Stor
         .iter()
         .map(|event| {
             (
-                event.event_source.as_str().to_owned(),
-                event.event_type,
-                event.public,
-                event.content.as_str(),
+                (
+                    event.event_source.as_str(),
+                    event.event_type,
+                    event.public,
+                    event.content.as_str(),
+                ),
                 event.aggregate.as_ref().map(|metadata| metadata.version),
                 event.execution_context.environment.as_str(),
             )
         })
         .collect();
     let development = context.environment.as_str();
-    assert_eq!(
-        shapes,
-        vec![
-            (
-                "a".to_owned(),
-                event_type(1, 1),
-                true,
-                "{\"n\":0}",
-                None,
-                development
-            ),
-            (
-                "b".to_owned(),
-                event_type(2, 1),
-                false,
-                "{\"n\":1}",
-                None,
-                development
-            ),
-            (
-                "a".to_owned(),
-                event_type(1, 2),
-                true,
-                "{\"n\":1}",
-                None,
-                development
-            ),
-            (
-                "a".to_owned(),
-                event_type(1, 2),
-                false,
-                "{\"n\":0}",
-                None,
-                development
-            ),
-            (
-                "a".to_owned(),
-                event_type(1, 1),
-                false,
-                "{\"n\":0}",
-                Some(0),
-                "Production"
-            ),
-            (
-                "a".to_owned(),
-                event_type(2, 1),
-                true,
-                "{\"n\":0}",
-                Some(1),
-                "Production"
-            ),
-            (
-                "a".to_owned(),
-                event_type(1, 1),
-                false,
-                "{\"n\":0}",
-                Some(2),
-                "Production"
-            ),
-            (
-                "a".to_owned(),
-                event_type(1, 1),
-                true,
-                "{}",
-                None,
-                development
-            ),
-        ]
-    );
+    let expected: Vec<_> = plain
+        .into_iter()
+        .map(|sent| (sent, None, development))
+        .chain(
+            of_aggregate
+                .into_iter()
+                .zip(0..)
+                .map(|(sent, version)| (sent, Some(version), "Production")),
+        )
+        .chain([(after, None, development)])
+        .collect();
+    assert_eq!(shapes, expected);
 }
 
 pub async fn read_log_pages_from_a_position_with_a_limit<H: StoreHarness>(harness: &H) {
