@@ -239,15 +239,19 @@ impl Reader {
             sql.push_str(" AND event_source = ?");
             arguments.push(source.as_str().to_owned().into());
         }
-        sql.push_str(" ORDER BY sequence_number LIMIT ?");
-        arguments.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+        // No LIMIT: SQLite prepares a statement again whenever a LIMIT parameter is bound, so
+        // the read stops stepping once it has enough rows instead (the rows come in the order of
+        // the table, so nothing is sorted first).
+        sql.push_str(" ORDER BY sequence_number");
         let length_sql = format!("SELECT coalesce(max(sequence_number) + 1, 0) FROM {table}");
         self.snapshot(|decoder| {
             let mut events = Vec::with_capacity(limit.min(4096));
             if !keeps_nothing && limit > 0 {
                 let mut statement = decoder.connection.prepare_cached(&sql)?;
                 let mut rows = statement.query(params_from_iter(arguments))?;
-                while let Some(row) = rows.next()? {
+                while events.len() < limit
+                    && let Some(row) = rows.next()?
+                {
                     events.push(decoder.event(row, 0)?);
                 }
             }
@@ -362,11 +366,10 @@ impl Reader {
              ON entry.stream_key = streams.stream_key \
              JOIN {table} AS event ON event.sequence_number = entry.sequence_number \
              WHERE streams.scope_id = ?1 AND streams.stream_id = ?2 AND entry.position >= ?3\
-             {partition_condition} ORDER BY entry.position LIMIT ?5",
+             {partition_condition} ORDER BY entry.position",
             table = log_table(scope_key),
         );
         let from = to_i64(from, "stream position")?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let partition = partition.map(|partition| partition.as_str().to_owned());
         self.snapshot(|decoder| {
             let mut statement = decoder.connection.prepare_cached(&sql)?;
@@ -374,11 +377,13 @@ impl Reader {
                 guid(scope),
                 guid(stream),
                 from,
-                partition,
-                limit
+                partition
             ])?;
             let mut events = Vec::new();
-            while let Some(row) = rows.next()? {
+            // No LIMIT, for the reason given in `read_log`.
+            while events.len() < limit
+                && let Some(row) = rows.next()?
+            {
                 events.push(StreamEvent {
                     position: to_u64(row.get(0)?, "stream position")?,
                     partition: PartitionId(row.get(1)?),
