@@ -26,9 +26,10 @@ mod writer;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use dolittle_store::{
@@ -58,6 +59,10 @@ pub struct SqliteEventStore {
     checkpointer_thread: Option<JoinHandle<()>>,
     readers: Arc<ReaderPool>,
     watchers: Arc<Watchers>,
+    /// How many writes are waiting for their reply.
+    writes_in_flight: AtomicUsize,
+    /// Whether a lone write may wait for its reply on its own thread (see [`LONE_WRITE_WAIT`]).
+    lone_writes_wait: bool,
     /// Held for as long as the store is open; released last.
     _lock: File,
 }
@@ -104,6 +109,9 @@ impl SqliteEventStore {
             .map_err(spawn_failed)?;
         tracing::debug!(path = %path.display(), "opened the event store");
         Ok(Self {
+            writes_in_flight: AtomicUsize::new(0),
+            lone_writes_wait: std::thread::available_parallelism()
+                .is_ok_and(|cores| cores.get() >= 2),
             readers: Arc::new(ReaderPool::new(path.clone())),
             path,
             requests: Some(requests),
@@ -125,12 +133,74 @@ impl SqliteEventStore {
         T: Send + 'static,
         F: FnOnce(&mut Writer) -> StoreResult<T> + Send + 'static,
     {
-        let (reply, receiver) = oneshot::channel();
+        let (reply, mut receiver) = oneshot::channel();
         let requests = self.requests.as_ref().ok_or_else(writer_stopped)?;
+        let _in_flight = InFlight::enter(&self.writes_in_flight);
         requests
             .send(Request::new(durability, reply, operation))
             .map_err(|_| writer_stopped())?;
+        if self.lone_writes_wait
+            && let Some(result) = self.look_for_lone_reply(&mut receiver).await
+        {
+            return result;
+        }
         receiver.await.map_err(|_| writer_stopped())?
+    }
+
+    /// Looks for the reply to a write for up to [`LONE_WRITE_WAIT`], as long as no other write
+    /// is in flight; `None` when it did not come in that time.
+    async fn look_for_lone_reply<T>(
+        &self,
+        receiver: &mut oneshot::Receiver<StoreResult<T>>,
+    ) -> Option<StoreResult<T>> {
+        let started = Instant::now();
+        while self.writes_in_flight.load(Ordering::Relaxed) == 1
+            && started.elapsed() < LONE_WRITE_WAIT
+        {
+            match receiver.try_recv() {
+                Ok(result) => return Some(result),
+                Err(oneshot::error::TryRecvError::Closed) => return Some(Err(writer_stopped())),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    // Lets the writer thread run first should it share this processor, then
+                    // the other tasks of this thread.
+                    std::thread::yield_now();
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// How long a write that is the only one in flight looks for its reply between the other tasks
+/// of its thread, instead of waiting to be woken.
+///
+/// Waking a waiting task sends its thread through the scheduler, and for a lone committer that
+/// was about a fifth of each durable commit: in a single-committer program, 1-event commits went
+/// from about 5,900/s to 7,300/s, as fast as plain SQLite on the same disk, and 100-event
+/// commits gained about a quarter. Writes that overlap never look: threads that look would take
+/// the processors from the writer thread (with 8 concurrent committers, looking made commits a
+/// third slower). Each look also yields the thread to the operating system, so that a writer
+/// thread on the same processor runs first; without that, some runs were slower than not looking
+/// at all. A store on one processor never looks. Past this time a write waits as any other
+/// does: a durable commit rarely takes longer unless the disk is slow, and then looking gains
+/// nothing.
+const LONE_WRITE_WAIT: Duration = Duration::from_micros(500);
+
+/// Counts a write as in flight until it is dropped, whether the write finished or its caller
+/// gave up on it.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::Relaxed);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
