@@ -551,3 +551,42 @@ impl EventStore for SqliteEventStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dolittle_store::conformance::{execution_context, numbered_events};
+
+    use super::*;
+
+    /// A write whose caller gave up on it while it looked for its reply is no longer counted in
+    /// flight (else no later lone write would look again), and it was written all the same.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_given_up_on_is_no_longer_in_flight_and_stands() {
+        let folder = tempfile::tempdir().expect("a temporary folder");
+        let store = SqliteEventStore::open(folder.path().join("tenant.db")).expect("opening");
+        let context = execution_context();
+        let given_up = tokio::time::timeout(
+            Duration::ZERO,
+            store.commit(numbered_events("given-up", 0, 1), &context),
+        )
+        .await;
+        assert_eq!(store.writes_in_flight.load(Ordering::Relaxed), 0);
+        let mut length = store.watch_log(ScopeId::DEFAULT);
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            length.wait_for(|length| *length >= 1),
+        )
+        .await
+        .expect("the given-up write is committed within 10 s")
+        .expect("the store is open");
+        let next = store
+            .commit(numbered_events("next", 0, 1), &context)
+            .await
+            .expect("committing after the given-up write");
+        assert_eq!(next[0].sequence_number, 1);
+        if let Ok(acknowledged) = given_up {
+            // The reply came before the timeout looked: the same write, acknowledged.
+            assert_eq!(acknowledged.expect("committing")[0].sequence_number, 0);
+        }
+    }
+}
