@@ -25,9 +25,9 @@ mod writer;
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -61,8 +61,6 @@ pub struct SqliteEventStore {
     watchers: Arc<Watchers>,
     /// How many writes are waiting for their reply.
     writes_in_flight: AtomicUsize,
-    /// Whether a lone write may wait for its reply on its own thread (see [`LONE_WRITE_WAIT`]).
-    lone_writes_wait: bool,
     /// Held for as long as the store is open; released last.
     _lock: File,
 }
@@ -110,8 +108,6 @@ impl SqliteEventStore {
         tracing::debug!(path = %path.display(), "opened the event store");
         Ok(Self {
             writes_in_flight: AtomicUsize::new(0),
-            lone_writes_wait: std::thread::available_parallelism()
-                .is_ok_and(|cores| cores.get() >= 2),
             readers: Arc::new(ReaderPool::new(path.clone())),
             path,
             requests: Some(requests),
@@ -139,7 +135,7 @@ impl SqliteEventStore {
         requests
             .send(Request::new(durability, reply, operation))
             .map_err(|_| writer_stopped())?;
-        if self.lone_writes_wait
+        if lone_writes_look()
             && let Some(result) = self.look_for_lone_reply(&mut receiver).await
         {
             return result;
@@ -186,6 +182,15 @@ impl SqliteEventStore {
 /// does: a durable commit rarely takes longer unless the disk is slow, and then looking gains
 /// nothing.
 const LONE_WRITE_WAIT: Duration = Duration::from_micros(500);
+
+/// Whether lone writes look for their reply: only with two processors or more. Asked once per
+/// process, as finding out reads the process's CPU limits from files.
+fn lone_writes_look() -> bool {
+    static LOOK: OnceLock<bool> = OnceLock::new();
+    *LOOK.get_or_init(|| {
+        std::thread::available_parallelism().is_ok_and(|processors| processors.get() >= 2)
+    })
+}
 
 /// Counts a write as in flight until it is dropped, whether the write finished or its caller
 /// gave up on it.
